@@ -1,0 +1,101 @@
+"""The per-request work of the sidecar, timed in isolation so a change that slows it shows up.
+
+Run ``python -m benchmarks micro`` (pytest-benchmark enabled); ``python -m benchmarks micro --benchmark-autosave``
+then ``--benchmark-compare`` compares against the last saved run. Under the normal test options
+(``--benchmark-disable``) each function runs once, which checks the benchmarks still work.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy import resp
+from proxy.commands import CommandTable, Route
+
+GET = resp.encode_command([b"GET", b"user:1000:name"])
+SADD = resp.encode_command([b"SADD", b"who_is_online", b"Peter"])
+HANDSHAKE = b"".join(resp.encode_command(c) for c in (
+    [b"HELLO", b"3", b"AUTH", b"default", b"upstream-secret"],
+    [b"CLIENT", b"MAINT_NOTIFICATIONS", b"ON", b"moving-endpoint-type", b"internal-ip"],
+    [b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py"],
+    [b"CLIENT", b"SETINFO", b"LIB-VER", b"8.1.0"],
+))
+PIPELINE_16 = GET * 16
+SET_64K = resp.encode_command([b"SET", b"blob", b"x" * 65536])
+
+
+def _parse(data: bytes, chunk: int | None = None) -> int:
+    parser = resp.RequestParser()
+    parser.authenticated = True
+    if chunk is None:
+        return len(parser.feed(data))
+    return sum(len(parser.feed(data[i:i + chunk])) for i in range(0, len(data), chunk))
+
+
+@pytest.mark.parametrize("data,expected", [
+    pytest.param(GET, 1, id="get"),
+    pytest.param(HANDSHAKE, 4, id="handshake"),
+    pytest.param(PIPELINE_16, 16, id="pipeline16"),
+    pytest.param(SET_64K, 1, id="set64k"),
+])
+def test_request_parsing(benchmark, data, expected):
+    assert benchmark(_parse, data) == expected
+
+
+def test_request_parsing_of_a_large_value_arriving_in_pieces(benchmark):
+    """A 64 KiB SET in 1460-byte segments, as TCP delivers it: the parser must not rescan what it has seen."""
+    assert benchmark(_parse, SET_64K, 1460) == 1
+
+
+REPLIES = {
+    "ok": b"+OK\r\n",
+    "bulk": b"$5\r\nPeter\r\n",
+    "smembers64": b"~64\r\n" + b"".join(b"$7\r\nuser-%02d\r\n" % i for i in range(64)),
+    "hello_map": b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n"
+                 b"$2\r\nid\r\n:7\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+                 b"$7\r\nmodules\r\n*0\r\n",
+    "pipeline16": b"$5\r\nPeter\r\n" * 16,
+}
+
+
+def _frames(data: bytes) -> int:
+    scanner = resp.ReplyScanner()
+    count, start = 0, 0
+    while start < len(data):
+        end = scanner.next_end(data, start)
+        if end < 0:
+            break
+        count, start = count + 1, end
+    return count
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_reply_framing(benchmark, name):
+    assert benchmark(_frames, REPLIES[name]) == (16 if name == "pipeline16" else 1)
+
+
+TABLE = CommandTable()
+COMMANDS = [[b"GET", b"k"], [b"sadd", b"s", b"m"], [b"CLIENT", b"SETINFO", b"LIB-NAME", b"x"], [b"BLPOP", b"q", b"0"],
+            [b"MULTI"], [b"SUBSCRIBE", b"ch"], [b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"$"]]
+
+
+def _route_all() -> list[Route]:
+    return [TABLE.route(args) for args in COMMANDS]
+
+
+def test_routing(benchmark):
+    routes = benchmark(_route_all)
+    assert routes[0] is Route.SHARED and routes[1] is Route.SHARED
+
+
+def _hello_reply() -> bytes:
+    pairs = [(resp.bulk(b"server", 3), resp.bulk(b"redis", 3)), (resp.bulk(b"version", 3), resp.bulk(b"7.0.15", 3)),
+             (resp.bulk(b"proto", 3), resp.integer(3)), (resp.bulk(b"id", 3), resp.integer(7)),
+             (resp.bulk(b"mode", 3), resp.bulk(b"standalone", 3)), (resp.bulk(b"role", 3), resp.bulk(b"master", 3)),
+             (resp.bulk(b"modules", 3), resp.array([]))]
+    return resp.mapping(pairs, 3)
+
+
+def test_local_reply_encoding(benchmark):
+    """The HELLO answer the sidecar builds for every connect-per-request client."""
+    assert benchmark(_hello_reply).startswith(b"%7\r\n")

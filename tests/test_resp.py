@@ -1,0 +1,146 @@
+"""The RESP module alone: request parsing with Redis's limits and error texts, reply framing at every split point."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy import resp
+from proxy.resp import ProtocolError, ReplyScanner, RequestLimits, RequestParser
+
+
+def parse_all(data: bytes, authenticated: bool = True) -> tuple[list[list[bytes]], ProtocolError | None]:
+    parser = RequestParser()
+    parser.authenticated = authenticated
+    commands = parser.feed(data)
+    return [args for args, _ in commands], parser.error
+
+
+def test_multibulk_keeps_the_clients_exact_bytes():
+    raw = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv\r\nv!\r\n"
+    parser = RequestParser()
+    parser.authenticated = True
+    [(args, forwarded)] = parser.feed(raw)
+    assert args == [b"SET", b"k", b"v\r\nv!"]
+    assert forwarded == raw
+
+
+def test_pipelined_commands_split_at_every_byte_come_out_whole_and_in_order():
+    stream = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$3\r\nkey\r\nECHO \"a b\"\r\n*0\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n"
+    for cut in range(len(stream) + 1):
+        parser = RequestParser()
+        parser.authenticated = True
+        got = parser.feed(stream[:cut]) + parser.feed(stream[cut:])
+        assert [a for a, _ in got] == [[b"PING"], [b"GET", b"key"], [b"ECHO", b"a b"], [b"ECHO", b""]], cut
+        assert parser.error is None and parser.buffered == 0
+
+
+@pytest.mark.parametrize("line,expected", [
+    (b"PING", [b"PING"]),
+    (b"  set  k   v ", [b"set", b"k", b"v"]),
+    (b'SET k "a\\nb\\x41"', [b"SET", b"k", b"a\nbA"]),
+    (b"SET k 'it\\'s'", [b"SET", b"k", b"it's"]),
+    (b'ECHO ""', [b"ECHO", b""]),
+])
+def test_inline_commands_follow_redis_quoting(line, expected):
+    assert parse_all(line + b"\r\n") == ([expected], None)
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"*1\r\n+PING\r\n", "Protocol error: expected '$', got '+'"),
+    (b"*x\r\n", "Protocol error: invalid multibulk length"),
+    (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+    (b"*1\r\n$abc\r\n", "Protocol error: invalid bulk length"),
+    (b'SET k "unterminated\r\n', "Protocol error: unbalanced quotes in request"),
+    (b'SET k "a"b\r\n', "Protocol error: unbalanced quotes in request"),
+    (b"x" * (64 * 1024 + 1), "Protocol error: too big inline request"),
+    (b"*1\r\n$" + b"9" * (64 * 1024 + 1), "Protocol error: too big bulk count string"),
+])
+def test_malformed_requests_get_redis_protocol_errors(data, message):
+    commands, error = parse_all(data)
+    assert commands == []
+    assert str(error) == message
+
+
+def test_commands_before_the_bad_input_still_count():
+    commands, error = parse_all(b"*1\r\n$4\r\nPING\r\n*1\r\n:1\r\n")
+    assert commands == [[b"PING"]]
+    assert "expected '$'" in str(error)
+
+
+def test_unauthenticated_clients_get_redis_tighter_limits():
+    many_args = b"*11\r\n" + b"$1\r\na\r\n" * 11
+    assert parse_all(many_args, authenticated=False)[1] is not None
+    assert parse_all(many_args, authenticated=True)[1] is None
+    big = b"*2\r\n$4\r\nAUTH\r\n$20000\r\n" + b"x" * 20000 + b"\r\n"
+    assert str(parse_all(big, authenticated=False)[1]) == "Protocol error: invalid bulk length"
+
+
+def test_configured_bulk_limit_is_enforced_before_the_bulk_arrives():
+    parser = RequestParser(RequestLimits(max_bulk_len=10))
+    parser.authenticated = True
+    assert parser.feed(b"*2\r\n$3\r\nGET\r\n$11\r\n") == []
+    assert str(parser.error) == "Protocol error: invalid bulk length"
+
+
+REPLIES = [
+    b"+OK\r\n", b"-ERR x\r\n", b":42\r\n", b"$5\r\nhello\r\n", b"$-1\r\n", b"*-1\r\n", b"*0\r\n",
+    b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", b"_\r\n", b",1.50\r\n", b"(3492890328409238509324850943850943825024385\r\n",
+    b"#t\r\n", b"=15\r\ntxt:Some string\r\n", b"!21\r\nSYNTAX invalid syntax\r\n",
+    b"%2\r\n+first\r\n:1\r\n+second\r\n*2\r\n_\r\n,inf\r\n", b"~2\r\n+a\r\n+b\r\n",
+    b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+    b"|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*1\r\n:2\r\n",
+    b"*3\r\n$1\r\nx\r\n|1\r\n+ttl\r\n:3\r\n:7\r\n$0\r\n\r\n",
+]
+
+
+def test_reply_scanner_frames_every_resp3_type_byte_exact():
+    stream = b"".join(REPLIES)
+    scanner = ReplyScanner()
+    pos, frames = 0, []
+    while (end := scanner.next_end(stream, pos)) > 0:
+        frames.append(stream[pos:end])
+        pos = end
+    assert frames == REPLIES
+
+
+def test_reply_scanner_resumes_when_replies_arrive_in_pieces():
+    """Feed one byte at a time, trimming consumed bytes as the upstream connection does."""
+    stream = b"".join(REPLIES)
+    scanner = ReplyScanner()
+    buf, frames = bytearray(), []
+    for i in range(len(stream)):
+        buf += stream[i:i + 1]
+        start = 0
+        while (end := scanner.next_end(buf, start)) > 0:
+            frames.append(bytes(buf[start:end]))
+            start = end
+        if start:
+            del buf[:start]
+            if scanner.remaining:
+                scanner.pos -= start
+    assert frames == REPLIES
+
+
+def test_local_reply_encoding_per_protocol():
+    assert resp.null(2) == b"$-1\r\n" and resp.null(3) == b"_\r\n"
+    assert resp.mapping([(resp.bulk("a"), resp.integer(1))], 3) == b"%1\r\n$1\r\na\r\n:1\r\n"
+    assert resp.mapping([(resp.bulk("a"), resp.integer(1))], 2) == b"*2\r\n$1\r\na\r\n:1\r\n"
+    assert resp.push([resp.bulk("x")], 3) == b">1\r\n$1\r\nx\r\n"
+    assert resp.verbatim("id=1\n", 3) == b"=9\r\ntxt:id=1\n\r\n"
+    assert resp.error("ERR a\r\nb") == b"-ERR a  b\r\n"
+    assert resp.encode_command([b"SELECT", 3]) == b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
+
+
+def test_a_large_value_arriving_in_pieces_waits_for_its_end_instead_of_reparsing():
+    parser = RequestParser()
+    parser.authenticated = True
+    header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n"
+    assert parser.feed(header + b"x" * 10) == []
+    assert parser.need == len(header) + 100_000 + 2  # nothing is parsed again before the value is complete
+    assert parser.partial is not None and parser.partial[0] == [b"SET", b"k"]  # the two arguments are kept
+    body = b"x" * 99_990 + b"\r\n"
+    got = []
+    for i in range(0, len(body), 1000):
+        got += parser.feed(body[i:i + 1000])
+    assert [args for args, _ in got] == [[b"SET", b"k", b"x" * 100_000]]
+    assert got[0][1] == header + b"x" * 100_000 + b"\r\n" and parser.buffered == 0
