@@ -114,3 +114,18 @@ def stall_upstream(server, seconds: float) -> threading.Thread:
     thread.start()
     time.sleep(0.2)
     return thread
+
+
+def wait_until(check, message, timeout: float = 20.0):
+    """Poll ``check`` until it returns something true and return that; fail with ``message`` (a string, or a callable
+    that describes what was seen last) at the deadline.
+
+    What a close or a signal starts finishes a moment later, and later still on a busy machine: tests wait for the
+    state they are about to assert on, bounded, instead of sleeping a fixed time and hoping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, message() if callable(message) else message
+        time.sleep(0.05)

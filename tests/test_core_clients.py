@@ -190,8 +190,6 @@ def test_listens_on_the_default_loopback_port_when_given_only_an_upstream(upstre
                 assert redis.Redis(port=port, password=UPSTREAM_PASSWORD).ping()
                 break
             except redis.exceptions.ConnectionError:
-                import time
-
                 time.sleep(0.05)
         else:
             pytest.fail("sidecar did not start")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import pytest
 import redis
 
-from conftest import UPSTREAM_PASSWORD, _server, sidecar_config
+from conftest import UPSTREAM_PASSWORD, _server, sidecar_config, wait_until
 from wire import RawClient
 
 USERS = [{"name": "app", "password": "app-pw"}, {"name": "ops", "password": "ops-pw", "admin": True}]
@@ -57,13 +56,6 @@ def stop_load(loaders: list[Loader]) -> None:
         t.stop.set()
         t.join(10)
     assert [t.errors for t in loaders] == [[]] * len(loaders)
-
-
-def wait_until(check, message: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
 
 
 def reload_by_sighup(sidecar, count_before: int) -> None:

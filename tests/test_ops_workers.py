@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import redis
 
-from conftest import UPSTREAM_PASSWORD, sidecar_config
+from conftest import UPSTREAM_PASSWORD, sidecar_config, wait_until
 from proxy.embedded import free_port
 from test_ops_metrics import http_get, scrape, value
 
@@ -20,21 +19,11 @@ def who(port: int) -> tuple[int, int]:
     return info["sidecar_worker"], info["process_id"]
 
 
-def wait_until(check, message: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
-
-
 def test_two_workers_serve_clients_and_a_killed_one_is_restarted(upstream, make_sidecar):
     mport = free_port()
     sidecar = make_sidecar(sidecar_config(upstream, metrics={"listen": f"127.0.0.1:{mport}"}, shutdown_timeout=5),
                            args=["--workers", "2"])
-    wait_until(lambda: value(scrape(mport), "workers_ready") == 2, "both workers never became ready")
+    wait_until(lambda: value(scrape(mport), "workers_ready") == 2, "both workers never became ready", timeout=30)
 
     seen: dict[int, int] = {}
     for _ in range(300):  # the kernel spreads new connections over both processes
@@ -51,7 +40,7 @@ def test_two_workers_serve_clients_and_a_killed_one_is_restarted(upstream, make_
     assert value(total, "upstream_connections", purpose="shared", state="ready") >= 2  # a pool in each
 
     os.kill(seen[1], signal.SIGKILL)
-    wait_until(lambda: value(scrape(mport), "worker_restarts_total", worker="1") == 1, "worker 1 not restarted")
+    wait_until(lambda: value(scrape(mport), "worker_restarts_total", worker="1") == 1, "worker 1 not restarted", timeout=30)
     for _ in range(10):  # served meanwhile
         assert who(sidecar.port)[0] in (0, 1)
 
@@ -59,7 +48,7 @@ def test_two_workers_serve_clients_and_a_killed_one_is_restarted(upstream, make_
         index, pid = who(sidecar.port)
         return index == 1 and pid != seen[1]
 
-    wait_until(new_worker_1, "the restarted worker 1 serves no client")
+    wait_until(new_worker_1, "the restarted worker 1 serves no client", timeout=30)
     assert http_get(mport, "/readyz")[0] == 200
 
     sidecar.signal(signal.SIGTERM)

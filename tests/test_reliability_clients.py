@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import ACL_USER, UPSTREAM_PASSWORD, stall_upstream
+from conftest import ACL_USER, UPSTREAM_PASSWORD, stall_upstream, wait_until
 from proxy import config
 from proxy.embedded import free_port
 from proxy.server import Server, new_event_loop
@@ -136,8 +136,11 @@ def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
     a lease, an AUTH being checked upstream, MONITOR, CLIENT TRACKING."""
     up = own_upstream
     with InProcessSidecar(up, pool={"size": 4, "lease_max": 12, "lease_wait": 5.0}) as sc:
-        time.sleep(0.3)
-        baseline = sc.state()
+        def steady() -> dict | None:  # the pool's start-up connects are done
+            first = sc.state()
+            time.sleep(0.2)
+            return first if sc.state() == first else None
+        baseline = wait_until(steady, "the idle sidecar never settled")
         port = sc.port
         socks: list[tuple[str, socket.socket]] = []
 
@@ -158,13 +161,13 @@ def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
                                             auth=False))
         for i in range(8):
             vanish("blocked", connect(port, b"BLPOP orphan-q:%d 0\r\n" % i))
-        time.sleep(0.3)
+        wait_until(lambda: sc.state()["leased"] >= 12, lambda: f"the leases were never all taken: {sc.state()}")
         for i in range(8):  # 8 more than the leases left: these wait for one
             vanish("lease-waiting", connect(port, b"BLPOP orphan-w:%d 0\r\n" % i))
         vanish("monitor", connect(port, b"MONITOR\r\n"))
         vanish("tracking", connect(port, b"HELLO 3\r\nCLIENT TRACKING on\r\nGET tracked\r\n"))
-        time.sleep(0.3)
-        mid = sc.state()
+        mid = wait_until(lambda: (st := sc.state())["lease_waiters"] >= 1 and st["hub_members"] >= 20 and st,
+                         lambda: f"lease waiters or subscribers missing: {sc.state()}")
         assert mid["leased"] >= 12 and mid["lease_waiters"] >= 1, mid  # the blocked ones really hold leases
         assert mid["hub_members"] >= 20, mid
         stalled = stall_upstream(up, 1.0)  # replies to these are still upstream when their clients go
@@ -189,13 +192,17 @@ def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
             assert after[key] == 0, (key, after)
         assert after["tasks"] == baseline["tasks"], (baseline["tasks"], after["tasks"])
         # upstream: only pool connections, none in MULTI, blocked, subscribed to anything or in MONITOR
+        # (the upstream learns of closes and UNSUBSCRIBEs a moment after the sidecar sends them)
+        def busy(view: list[dict]) -> list[dict]:
+            return [c for c in view if set(c["flags"]) & set("xbPO") or int(c.get("sub", 0)) or int(c.get("psub", 0))
+                    or int(c.get("multi", -1)) != -1]
+        wait_until(lambda: not busy(upstream_view(up)), lambda: f"busy upstream connections: {busy(upstream_view(up))}")
         view = upstream_view(up)
-        assert not [c for c in view if set(c["flags"]) & set("xbPO") or int(c.get("sub", 0)) or int(c.get("psub", 0))
-                    or int(c.get("multi", -1)) != -1], view
         assert len(view) <= 4 + 12 + 1, [c["flags"] for c in view]  # shared + idle leases + the hub, at most
         direct = up.client()
-        assert direct.pubsub_numsub("ch:0", "ch:all") == [(b"ch:0", 0), (b"ch:all", 0)]
-        assert direct.pubsub_numpat() == 0
+        wait_until(lambda: direct.pubsub_numsub("ch:0", "ch:all") == [(b"ch:0", 0), (b"ch:all", 0)]
+                   and direct.pubsub_numpat() == 0, lambda: f"still subscribed upstream: "
+                   f"{direct.pubsub_numsub('ch:0', 'ch:all')}, {direct.pubsub_numpat()} patterns")
         direct.rpush("orphan-q:0", "stays")  # an abandoned BLPOP still blocked upstream would take it
         direct.rpush("orphan-w:0", "stays")
         time.sleep(0.2)

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config
+from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config, wait_until
 from proxy import config
 from proxy.auth import Authenticator, Identity
 from proxy.config import ConfigError
@@ -138,14 +138,23 @@ def test_failed_passthrough_auth_reaches_the_upstream_a_bounded_number_of_times(
     """In passthrough mode a wrong password is checked upstream (on a connection of its own); a client hammering
     AUTH costs the upstream at most limit + 1 checks per connection."""
     cfg = sidecar_config(upstream, limits={"auth_failures_per_minute": 5})
-    with SidecarProcess(config=cfg) as sidecar:
+
+    def connections_received() -> int:  # (counts the INFO client itself)
+        return upstream.client().info("stats")["total_connections_received"]
+
+    def steady() -> int | None:  # the sidecar's start-up connects have all landed
+        first = connections_received()
         time.sleep(0.3)
-        before = upstream.client().info("stats")["total_connections_received"]
+        second = connections_received()
+        return second if second == first + 1 else None  # only the second INFO client arrived meanwhile
+
+    with SidecarProcess(config=cfg) as sidecar:
+        before = wait_until(steady, "the sidecar kept opening upstream connections while idle")
         with RawClient(sidecar.port) as c:
             c.send(b"".join(f"AUTH guess-{i}\r\n".encode() for i in range(50)))
             replies = [c.read_reply() for _ in range(6)]
             assert c.closed_by_peer()
-        after = upstream.client().info("stats")["total_connections_received"]
+        after = connections_received()
     assert replies[:5] == [b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"] * 5
     assert replies[5].startswith(b"-ERR too many failed AUTH attempts")
     assert after - before - 1 <= 6, after - before  # (-1: the INFO client itself)

@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config
+from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config, wait_until
 from proxy.embedded import SidecarProcess
 from wire import RawClient
 
@@ -25,6 +25,10 @@ def client(sidecar, **kw) -> redis.Redis:
 
 def upstream_clients(upstream) -> list[dict]:
     return upstream.client().client_list()
+
+
+def blocked_upstream(upstream) -> list[dict]:
+    return [c for c in upstream_clients(upstream) if "b" in c["flags"]]
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
@@ -106,10 +110,9 @@ def test_client_leaving_while_blocked_does_not_leave_a_lease_blocked(upstream, s
     with RawClient(sidecar.port) as c:
         c.call(AUTH)
         c.send(b"*3\r\n$5\r\nBLPOP\r\n$5\r\norphq\r\n$1\r\n0\r\n")  # blocks forever
-        time.sleep(0.3)
-    time.sleep(0.3)
+        wait_until(lambda: blocked_upstream(upstream), "the BLPOP never reached the upstream")
+    wait_until(lambda: not blocked_upstream(upstream), lambda: f"left blocked: {blocked_upstream(upstream)}")
     upstream.client().rpush("orphq", "must-stay")
-    time.sleep(0.2)
     # if the abandoned BLPOP were still blocked upstream it would have taken the item
     assert upstream.client().lrange("orphq", 0, -1) == [b"must-stay"]
     assert not [c for c in upstream_clients(upstream) if c["cmd"] == "blpop"]
@@ -168,8 +171,8 @@ def test_lease_pool_is_bounded_and_says_so(upstream):
             for r in raws:
                 r.call(AUTH)
             for r in raws[:2]:
-                r.send(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nlq:x\r\n$1\r\n2\r\n")
-            time.sleep(0.3)
+                r.send(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nlq:x\r\n$1\r\n3\r\n")
+            wait_until(lambda: len(blocked_upstream(upstream)) >= 2, "the two BLPOPs never both blocked upstream")
             reply = raws[2].call([b"BLPOP", b"lq:y", b"1"])[0]
             assert reply.startswith(b"-ERR no upstream connection free for this command: all 2 leased")
             assert raws[2].call([b"GET", b"lq"]) == [b"$-1\r\n"]  # shared traffic is unaffected
