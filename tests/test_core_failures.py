@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
@@ -104,7 +105,7 @@ def test_client_that_does_not_read_is_cut_off_by_the_output_limit(upstream):
     with SidecarProcess(config=cfg) as sidecar:
         with RawClient(sidecar.port) as slow, RawClient(sidecar.port) as fine:
             slow.call(AUTH)
-            slow.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             slow.send(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 200)  # 100 MB of replies it never reads
             fine.call(AUTH)
             for _ in range(20):

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.dirname(__file__))
 
 from proxy import resp  # noqa: E402
+from proxy.embedded import find_binaries  # noqa: E402
 from proxy.resp import INLINE_MAX, ProtocolError, ReplyScanner, RequestLimits, RequestParser  # noqa: E402
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -637,7 +638,7 @@ def handshake_command(draw, password: bytes, acl: tuple[bytes, bytes], setinfo: 
     return [b"CLIENT", b"REPLY", draw(st.sampled_from([b"ON", b"OFF", b"SKIP", b"maybe"]))]
 
 
-@pytest.fixture(scope="module", params=sorted(__import__("proxy.embedded").embedded.find_binaries()))
+@pytest.fixture(scope="module", params=sorted(find_binaries()))
 def diff_pair(request):
     """Each server flavour installed here (redis, valkey) with a sidecar in front of it."""
     from conftest import _server, sidecar_config
