@@ -501,11 +501,16 @@ class UpstreamManager:
                 return
 
     def prewarm(self, key: PoolKey) -> None:
-        """Open one shared connection (and one idle lease) at start so the first clients find them authenticated."""
+        """Open one shared connection (and one idle lease) at start so the first clients find them authenticated.
+
+        The lease counts against ``pool.lease_max`` while it opens, as any lease does: clients that arrive first
+        open their own, and the bound must still hold once this one turns idle. (A failed open is already
+        uncounted by ``closed``.)"""
         self.shared_for(key)
         conn = self.open(key, "lease")
+        self.leased.add(conn)
         conn.ready.add_done_callback(
-            lambda f: self.idle.setdefault(key, []).append(conn) if not f.exception() else None)
+            lambda f: self.release(conn, reusable=True) if not f.cancelled() and not f.exception() else None)
 
     # -- reply timeouts -------------------------------------------------------------------------------------------------
     def start_watchdog(self) -> None:

@@ -12,6 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from benchmarks.wan import WanRelayProcess
 from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config, wait_until
 from proxy.embedded import SidecarProcess
 from wire import RawClient
@@ -181,6 +182,23 @@ def test_lease_pool_is_bounded_and_says_so(upstream):
         finally:
             for r in raws:
                 r.close()
+
+
+def test_the_lease_opened_at_start_counts_against_the_bound(own_upstream, make_sidecar):
+    """The sidecar opens one idle lease at start. Over a slow link a client's BLPOP arrives while that lease is still
+    opening: it must wait for it rather than open another, or pool.lease_max would be exceeded once it turns idle."""
+    with WanRelayProcess(own_upstream.port, delay_ms=100) as relay:
+        sidecar = make_sidecar(sidecar_config(own_upstream, client_auth={"mode": "none"},
+                                              upstream={"url": f"redis://:{UPSTREAM_PASSWORD}@127.0.0.1:{relay.port}/0"},
+                                              pool={"lease_max": 1, "lease_wait": 1.5}))
+        with RawClient(sidecar.port) as first, RawClient(sidecar.port) as second:
+            first.send(b"*3\r\n$5\r\nBLPOP\r\n$8\r\nlp:first\r\n$1\r\n4\r\n")
+            wait_until(lambda: blocked_upstream(own_upstream), "the first BLPOP never blocked upstream")
+            reply = second.call([b"BLPOP", b"lp:second", b"1"])[0]
+            assert reply.startswith(b"-ERR no upstream connection free for this command: all 1 leased"), reply
+            assert first.read_reply() == b"*-1\r\n"
+        opened = [c for c in own_upstream.client().client_list() if c.get("name") == "redis-sidecar"]
+        assert len(opened) == 1 + 1, opened  # one shared connection and the one lease: no second lease was opened
 
 
 def test_monitor_gets_a_connection_of_its_own(upstream, sidecar):
