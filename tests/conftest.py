@@ -116,6 +116,17 @@ def stall_upstream(server, seconds: float) -> threading.Thread:
     return thread
 
 
+def sidecar_connections(server: EmbeddedServer) -> list[dict]:
+    """The upstream's CLIENT LIST entries for the connections sidecars opened (they name themselves so)."""
+    return [c for c in server.client().client_list() if c.get("name") == "redis-sidecar"]
+
+
+def busy_connections(view: list[dict]) -> list[dict]:
+    """Those still in a transaction, blocked, subscribed or in MONITOR: state a returned connection must not keep."""
+    return [c for c in view if set(c["flags"]) & set("xbPO") or int(c.get("sub", 0)) or int(c.get("psub", 0))
+            or int(c.get("multi", -1)) != -1]
+
+
 def wait_until(check, message, timeout: float = 20.0):
     """Poll ``check`` until it returns something true and return that; fail with ``message`` (a string, or a callable
     that describes what was seen last) at the deadline.

@@ -8,7 +8,7 @@ import threading
 import pytest
 import redis
 
-from conftest import UPSTREAM_PASSWORD, _server, sidecar_config, wait_until
+from conftest import UPSTREAM_PASSWORD, _server, sidecar_config, sidecar_connections, wait_until
 from wire import RawClient
 
 USERS = [{"name": "app", "password": "app-pw"}, {"name": "ops", "password": "ops-pw", "admin": True}]
@@ -129,14 +129,11 @@ def test_upstream_address_change_moves_clients_and_drains_the_old_connections(up
         sub.subscribe("move:chan")
         assert sub.get_message(timeout=5)["type"] == "subscribe"
 
-        def sidecar_links(server) -> int:
-            return sum(1 for c in server.client().client_list() if c["name"] == "redis-sidecar")
-
-        assert sidecar_links(upstream) >= 1
+        assert sidecar_connections(upstream)
         sidecar.config["upstream"] = {"url": new.url()}
         reload_by_sighup(sidecar, 0)
         assert "configuration reloaded: upstream.url, upstream.port" in sidecar.log_text()
-        wait_until(lambda: sidecar_links(upstream) == 0, "old upstream connections were not closed")
+        wait_until(lambda: not sidecar_connections(upstream), "old upstream connections were not closed")
         stop_load(loaders)  # every client moved over without an error
         assert all(int(new.client().get(f"move:{i}")) >= 1 for i in range(4))
 

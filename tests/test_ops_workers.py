@@ -40,7 +40,8 @@ def test_two_workers_serve_clients_and_a_killed_one_is_restarted(upstream, make_
     assert value(total, "upstream_connections", purpose="shared", state="ready") >= 2  # a pool in each
 
     os.kill(seen[1], signal.SIGKILL)
-    wait_until(lambda: value(scrape(mport), "worker_restarts_total", worker="1") == 1, "worker 1 not restarted", timeout=30)
+    wait_until(lambda: value(scrape(mport), "worker_restarts_total", worker="1") == 1, "worker 1 not restarted",
+               timeout=30)
     for _ in range(10):  # served meanwhile
         assert who(sidecar.port)[0] in (0, 1)
 

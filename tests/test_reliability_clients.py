@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import ACL_USER, UPSTREAM_PASSWORD, stall_upstream, wait_until
+from conftest import ACL_USER, UPSTREAM_PASSWORD, busy_connections, sidecar_connections, stall_upstream, wait_until
 from proxy import config
 from proxy.embedded import free_port
 from proxy.server import Server, new_event_loop
@@ -126,10 +126,6 @@ def connect(port: int, commands: bytes = b"", auth: bool = True) -> socket.socke
     return sock
 
 
-def upstream_view(upstream) -> list[dict]:
-    return [c for c in upstream.client().client_list() if c.get("name") == "redis-sidecar"]
-
-
 def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
     """138 clients vanish (RST, FIN, or half-close then close) in the middle of: a half-sent request, a pipeline in
     flight, a request the upstream is stalled on, a transaction with WATCH, a blocking pop, a subscription, a wait for
@@ -193,11 +189,9 @@ def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
         assert after["tasks"] == baseline["tasks"], (baseline["tasks"], after["tasks"])
         # upstream: only pool connections, none in MULTI, blocked, subscribed to anything or in MONITOR
         # (the upstream learns of closes and UNSUBSCRIBEs a moment after the sidecar sends them)
-        def busy(view: list[dict]) -> list[dict]:
-            return [c for c in view if set(c["flags"]) & set("xbPO") or int(c.get("sub", 0)) or int(c.get("psub", 0))
-                    or int(c.get("multi", -1)) != -1]
-        wait_until(lambda: not busy(upstream_view(up)), lambda: f"busy upstream connections: {busy(upstream_view(up))}")
-        view = upstream_view(up)
+        wait_until(lambda: not busy_connections(sidecar_connections(up)),
+                   lambda: f"busy upstream connections: {busy_connections(sidecar_connections(up))}")
+        view = sidecar_connections(up)
         assert len(view) <= 4 + 12 + 1, [c["flags"] for c in view]  # shared + idle leases + the hub, at most
         direct = up.client()
         wait_until(lambda: direct.pubsub_numsub("ch:0", "ch:all") == [(b"ch:0", 0), (b"ch:all", 0)]

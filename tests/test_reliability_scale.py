@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import UPSTREAM_PASSWORD, sidecar_config
+from conftest import UPSTREAM_PASSWORD, sidecar_config, sidecar_connections
 from proxy.embedded import SidecarProcess
 from wire import RawClient
 
@@ -78,7 +78,7 @@ def test_10k_concurrent_clients(upstream, fd_headroom):
     cfg = sidecar_config(upstream, limits={"max_clients": CLIENTS + 100}, pool={"size": POOL},
                          log={"level": "warning"})
     sidecar = SidecarProcess(config=cfg)
-    others = sum(1 for x in upstream.client().client_list() if x.get("name") == "redis-sidecar")
+    others = len(sidecar_connections(upstream))
     soft_before, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the sidecar inherits 1024 ...
     try:
@@ -116,7 +116,7 @@ def test_10k_concurrent_clients(upstream, fd_headroom):
                 assert head[:1] == b":" and echo == b"$%d\r\n%d\r\n" % (len(str(i)), i), (i, head, echo)
                 values.append(int(head[1:-2]))
             burst_s = time.monotonic() - t1
-            upstream_conns = [x for x in upstream.client().client_list() if x.get("name") == "redis-sidecar"][others:]
+            upstream_conns = sidecar_connections(upstream)[others:]
             busy = proc_status(pid)
             for _, writer in conns:
                 writer.close()

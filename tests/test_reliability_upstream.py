@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.soak import Totals, Workload
 from benchmarks.wan import WanRelayProcess
-from conftest import UPSTREAM_PASSWORD, _server, wait_until
+from conftest import UPSTREAM_PASSWORD, _server, busy_connections, sidecar_connections, wait_until
 from proxy.embedded import SidecarProcess
 from wire import RawClient
 
@@ -96,9 +96,9 @@ def check(name: str, work: Workload, window: dict, upstream, sidecar: SidecarPro
                    lambda: f"clients left in the sidecar: {c.call([b'CLIENT', b'LIST'])[0]!r}", timeout=10)
 
     def leftovers() -> list[dict]:
-        view = [x for x in upstream.client().client_list() if x.get("name") == "redis-sidecar"]
+        view = sidecar_connections(upstream)
         # beyond the shared pool, the idle leases and the hub, or still in a transaction, blocked, subscribed, MONITOR
-        return view if len(view) > POOL + 4 + 1 else [x for x in view if set(x["flags"]) & set("xbPO")]
+        return view if len(view) > POOL + 4 + 1 else busy_connections(view)
     wait_until(lambda: not leftovers(), lambda: f"upstream connections left behind: {leftovers()}", timeout=10)
     return totals
 

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from benchmarks.wan import WanRelayProcess
-from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config, wait_until
+from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config, sidecar_connections, wait_until
 from proxy.embedded import SidecarProcess
 from wire import RawClient
 
@@ -188,8 +188,8 @@ def test_the_lease_opened_at_start_counts_against_the_bound(own_upstream, make_s
     """The sidecar opens one idle lease at start. Over a slow link a client's BLPOP arrives while that lease is still
     opening: it must wait for it rather than open another, or pool.lease_max would be exceeded once it turns idle."""
     with WanRelayProcess(own_upstream.port, delay_ms=100) as relay:
-        sidecar = make_sidecar(sidecar_config(own_upstream, client_auth={"mode": "none"},
-                                              upstream={"url": f"redis://:{UPSTREAM_PASSWORD}@127.0.0.1:{relay.port}/0"},
+        slow_link = f"redis://:{UPSTREAM_PASSWORD}@127.0.0.1:{relay.port}/0"
+        sidecar = make_sidecar(sidecar_config(own_upstream, client_auth={"mode": "none"}, upstream={"url": slow_link},
                                               pool={"lease_max": 1, "lease_wait": 1.5}))
         with RawClient(sidecar.port) as first, RawClient(sidecar.port) as second:
             first.send(b"*3\r\n$5\r\nBLPOP\r\n$8\r\nlp:first\r\n$1\r\n4\r\n")
@@ -197,7 +197,7 @@ def test_the_lease_opened_at_start_counts_against_the_bound(own_upstream, make_s
             reply = second.call([b"BLPOP", b"lp:second", b"1"])[0]
             assert reply.startswith(b"-ERR no upstream connection free for this command: all 1 leased"), reply
             assert first.read_reply() == b"*-1\r\n"
-        opened = [c for c in own_upstream.client().client_list() if c.get("name") == "redis-sidecar"]
+        opened = sidecar_connections(own_upstream)
         assert len(opened) == 1 + 1, opened  # one shared connection and the one lease: no second lease was opened
 
 
