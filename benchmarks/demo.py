@@ -28,7 +28,7 @@ from benchmarks.runner import run_plan
 from benchmarks.progress import LiveProgress, console as make_console
 from benchmarks.scenarios.chatroom import available as chatroom_available
 from benchmarks.stack import Endpoint, Stack
-from proxy.embedded import free_port
+from harness.servers import free_port
 
 DEFAULT_CHAT_PORT = 8080
 

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from proxy.resp import ReplyScanner, encode_command
+from proxy.wire.resp import ReplyFramer, encode_command
 
 CLEAR_ERRORS = (b"-ERR ", b"-LOADING ")
 
@@ -93,8 +93,7 @@ class Conn:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.buf = b""
-        self.scanner = ReplyScanner()
+        self.framer = ReplyFramer()
 
     @classmethod
     async def open(cls, port: int, password: str, timeout: float) -> "Conn":
@@ -110,9 +109,8 @@ class Conn:
     async def read(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
         while True:
-            end = self.scanner.next_end(self.buf, 0)
-            if end > 0:
-                frame, self.buf = self.buf[:end], self.buf[end:]
+            frame = self.framer.next()
+            if frame is not None:
                 return frame
             left = deadline - time.monotonic()
             if left <= 0:
@@ -120,7 +118,7 @@ class Conn:
             chunk = await asyncio.wait_for(self.reader.read(1 << 16), left)
             if not chunk:
                 raise ConnectionError("closed by the sidecar")
-            self.buf += chunk
+            self.framer.feed(chunk)
 
     def close(self) -> None:
         self.writer.transport.abort()
@@ -281,7 +279,7 @@ class Workload:
 
 async def soak(args: argparse.Namespace) -> Totals:
     from benchmarks.wan import WanRelayProcess
-    from proxy.embedded import EmbeddedServer, SidecarProcess
+    from harness.servers import EmbeddedServer, SidecarProcess
 
     password = "soak-upstream-secret"
     up = EmbeddedServer(password=password, extra_config=["appendonly yes", "appendfsync always"]).start()

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlsplit
 from benchmarks.config import BenchConfig
 from benchmarks.twemproxy import NutcrackerProcess
 from benchmarks.wan import WanRelayProcess
-from proxy.embedded import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
+from harness.servers import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
 
 UPSTREAM_PASSWORD = "bench-upstream-secret"
 

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.embedded import free_port, terminate, wait_listening
+from harness.servers import free_port, terminate, wait_listening
 
 
 def available() -> bool:

@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from proxy.embedded import terminate
+from harness.servers import terminate
 
 READ_LIMIT = 1 << 20  # bytes waiting in one direction before the relay stops reading from that side
 EOF = b""  # queue marker: the sending side finished writing (data_received never yields empty bytes)

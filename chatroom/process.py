@@ -10,7 +10,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from proxy.embedded import ChildProcess, free_port
+from harness.servers import ChildProcess, free_port
 
 # Straight to the loopback port, whatever HTTP_PROXY says.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from . import __version__, resp
+from . import __version__
+from .wire import resp
 from .auth import WRONGPASS, Identity
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from . import admin, resp
+from . import admin
+from .wire import resp
 from .auth import Identity
 
 if TYPE_CHECKING:

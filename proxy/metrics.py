@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from . import resp
-from .commands import Route
+from .wire import resp
+from .commands.table import Route
 from .upstream import PoolKey, UpstreamError, Waiter
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import hiredis
 
-from . import resp
-from .glob import glob_match
+from .wire import resp
+from .wire.glob import glob_match
 from .upstream import PoolKey, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:

@@ -21,9 +21,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from . import logs, resp
+from . import logs
+from .wire import resp
 from .auth import Authenticator
-from .commands import CommandTable
+from .commands.table import CommandTable
 from .config import Config, ConfigError
 from .upstream import UpstreamConnection, UpstreamManager
 

@@ -10,9 +10,10 @@ import signal
 import socket
 import time
 
-from . import httpd, metrics, resp
+from . import httpd, metrics
+from .wire import resp
 from .auth import Authenticator
-from .commands import CommandTable
+from .commands.table import CommandTable
 from .config import Config, listener_ssl_context, metrics_address
 from .metrics import Stats
 from .pubsub import Hub

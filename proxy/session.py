@@ -16,9 +16,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from . import local, resp
+from . import local
+from .wire import resp
 from .auth import Identity
-from .commands import CONTAINERS, Route
+from .commands.table import CONTAINERS, Route
 from .upstream import PoolKey, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
@@ -112,11 +113,22 @@ class Session(asyncio.Protocol):
         if self.closing:
             return
         parser = self.parser
-        commands = parser.feed(data)
+        parser.feed(data)
         fast = self._plain()
         plain_shared = self.table.plain_shared
         forwarded = 0
-        for args, raw in commands:
+        error = None
+        last = None
+        while True:
+            try:
+                command = parser.next()
+            except resp.ProtocolError as exc:
+                error = exc
+                break
+            if command is None:
+                break
+            args, raw = command
+            last = args
             if self.stalled:
                 self.backlog.append((args, raw))
                 continue
@@ -134,12 +146,12 @@ class Session(asyncio.Protocol):
             stats = self.server.stats
             stats.commands += forwarded
             stats.by_route["shared"] += forwarded
-            self.last_command = command_label(commands[-1][0])
+            self.last_command = command_label(last)
             self.last_command_at = time.monotonic()
-        if parser.error is not None:
-            self.reply(resp.error(f"ERR {parser.error}"))
+        if error is not None:
+            self.reply(resp.error(f"ERR {error}"))
             self.server.stats.protocol_errors += 1
-            log.info("client %s closed: %s", self.addr, parser.error)
+            log.info("client %s closed: %s", self.addr, error)
             self.close_after_replies()
             return
         if len(self.slots) + len(self.backlog) >= self.cfg.limits.max_pipeline and not self.reading_paused:

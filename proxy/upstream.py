@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 
 import hiredis
 
-from . import resp
+from .wire import resp
 from .config import UpstreamConfig
 
 log = logging.getLogger("sidecar.upstream")
@@ -119,8 +119,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.wbuf: list[bytes] = []
         self.flush_scheduled = False
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.scanner = resp.ReplyScanner()
+        self.framer = resp.ReplyFramer()
         self.last_activity = time.monotonic()
         self.push_handler: Callable[[bytes], None] | None = None  # frames that answer no command (pub/sub)
         self.on_state: Callable[["UpstreamConnection"], None] | None = None
@@ -256,20 +255,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
-        if self.buf:
-            self.buf += data
-            buf: bytes | bytearray = self.buf
-        else:
-            buf = data
-        scanner, pending = self.scanner, self.pending
-        start = 0
+        framer, pending = self.framer, self.pending
+        framer.feed(data)
         try:
-            while True:
-                end = scanner.next_end(buf, start)
-                if end < 0:
-                    break
-                frame = data if (buf is data and not start and end == len(data)) else bytes(buf[start:end])
-                start = end
+            while (frame := framer.next()) is not None:
                 if frame[0] == 62 or not pending:  # '>' push, or a frame no command waits for (pub/sub)
                     if self.push_handler is not None:
                         self.push_handler(frame)
@@ -281,14 +270,6 @@ class UpstreamConnection(asyncio.Protocol):
                 pending.popleft().deliver(frame)
         except (ValueError, resp.ProtocolError) as exc:
             self.close(f"invalid reply from upstream: {exc}")
-            return
-        if buf is self.buf:
-            if start:
-                del self.buf[:start]
-        elif start < len(buf):
-            self.buf = bytearray(buf[start:])
-        if start and scanner.remaining:
-            scanner.pos -= start
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:

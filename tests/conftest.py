@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from proxy.embedded import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
+from harness.servers import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
 
 UPSTREAM_PASSWORD = "upstream-secret"
 ACL_USER, ACL_PASSWORD = "app", "app-secret"

@@ -20,7 +20,7 @@ from chatroom.app import SOCKETIO_CLIENT_ROUTE
 from chatroom.connect_per_request import HISTORY_LENGTH, MESSAGES_KEY, ONLINE_KEY
 from chatroom.process import ChatroomProcess
 from chatroom.validation import MAX_MESSAGE_LENGTH, MAX_NAME_LENGTH
-from proxy.embedded import free_port
+from harness.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

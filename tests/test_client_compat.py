@@ -33,8 +33,8 @@ from urllib.parse import quote
 import pytest
 
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config
-from proxy.embedded import EmbeddedServer, SidecarProcess
-from proxy.resp import encode_command
+from harness.servers import EmbeddedServer, SidecarProcess
+from proxy.wire.resp import encode_command
 from wire import RawClient
 
 pytestmark = pytest.mark.timeout(300)  # the first run creates the redis-py venvs (about 3 s each)

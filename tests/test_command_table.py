@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.commands import ALL_COMMANDS, CommandTable, Route
+from proxy.commands.table import ALL_COMMANDS, CommandTable, Route
 
 
 def server_commands(server) -> dict[str, dict]:

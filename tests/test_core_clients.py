@@ -17,7 +17,7 @@ import redis
 import redis.asyncio as aioredis
 
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config
-from proxy.embedded import SidecarProcess, free_port
+from harness.servers import SidecarProcess, free_port
 from wire import RawClient
 
 

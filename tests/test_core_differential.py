@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 BIG = b"\x00\xff" * 300_000  # 600 kB of binary data, crossing many reads

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config, stall_upstream
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]

@@ -35,9 +35,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from proxy import resp  # noqa: E402
-from proxy.embedded import find_binaries  # noqa: E402
-from proxy.resp import INLINE_MAX, ProtocolError, ReplyScanner, RequestLimits, RequestParser  # noqa: E402
+from proxy.wire import resp  # noqa: E402
+from harness.servers import find_binaries  # noqa: E402
+from proxy.wire.resp import INLINE_MAX, ProtocolError, ReplyFramer, RequestLimits, RequestParser  # noqa: E402
+from wire import parse_all  # noqa: E402
 
 CORPUS = Path(__file__).parent / "corpus"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -208,13 +209,14 @@ def redis_read(stream: bytes, limits: RequestLimits = RequestLimits(), faithful:
 def sidecar_read(chunks: list[bytes], authenticated: bool = True, limits: RequestLimits | None = None):
     parser = RequestParser(limits)
     parser.authenticated = authenticated
-    out, peak = [], 0
+    out, peak, error = [], 0, None
     for chunk in chunks:
-        out += parser.feed(chunk)
+        commands, error = parse_all(parser, chunk)
+        out += commands
         peak = max(peak, parser.buffered)
-        if parser.error is not None:
+        if error is not None:
             break
-    return out, parser.error, peak
+    return out, error, peak
 
 
 def buffer_bound(limits: RequestLimits, authenticated: bool) -> int:
@@ -349,13 +351,13 @@ def test_memory_is_bounded_for_endless_lines_and_headers(chunk_kb, odd, prefix):
     parser = RequestParser(limits)
     parser.authenticated = True
     sent, peak = 0, 0
-    parser.feed(prefix)
-    while parser.error is None and sent < total + INLINE_MAX + size:
-        parser.feed(b"9" * size)
+    _, error = parse_all(parser, prefix)
+    while error is None and sent < total + INLINE_MAX + size:
+        _, error = parse_all(parser, b"9" * size)
         sent += size
         peak = max(peak, parser.buffered)
     assert peak <= INLINE_MAX + size + len(prefix)
-    assert parser.error is not None or sent < INLINE_MAX
+    assert error is not None or sent < INLINE_MAX
 
 
 def test_lengths_are_read_as_redis_reads_them():
@@ -458,14 +460,14 @@ class LocalHarness:
 
     def run(self, data: bytes) -> bytes:
         """Feed one input to a fresh client; return every byte written back (all checked as RESP frames)."""
-        from proxy.commands import Route
+        from proxy.commands.table import Route
 
         self.runs += 1
         self.new_session()
         s = self.session
         parser = RequestParser(self.server.request_limits)
         parser.authenticated = True
-        for args, raw in parser.feed(data):
+        for args, raw in parse_all(parser, data)[0]:
             name = args[0].lower()
             if name not in LOCAL_NAMES or self.server.table.route(args) is not Route.LOCAL:
                 continue
@@ -481,13 +483,12 @@ class LocalHarness:
 
 
 def check_frames(out: bytes) -> None:
-    scanner, pos = ReplyScanner(), 0
-    while pos < len(out):
-        end = scanner.next_end(out, pos)
-        assert end > 0, f"incomplete reply frame at {pos}: {out[pos:pos + 80]!r}"
-        if out[pos:pos + 1] == b"-":
-            assert out.startswith(ERROR_CODES, pos), out[pos:end]
-        pos = end
+    framer = ReplyFramer()
+    framer.feed(out)
+    while (frame := framer.next()) is not None:
+        if frame[:1] == b"-":
+            assert frame.startswith(ERROR_CODES), frame
+    assert not framer.buffered, f"incomplete reply frame: {out[-framer.buffered:][:80]!r}"
 
 
 local_word = st.sampled_from([b"AUTH", b"HELLO", b"SELECT", b"PING", b"ECHO", b"RESET", b"QUIT", b"CLIENT",
@@ -642,7 +643,7 @@ def handshake_command(draw, password: bytes, acl: tuple[bytes, bytes], setinfo: 
 def diff_pair(request):
     """Each server flavour installed here (redis, valkey) with a sidecar in front of it."""
     from conftest import _server, sidecar_config
-    from proxy.embedded import SidecarProcess
+    from harness.servers import SidecarProcess
 
     with _server(request.param) as server:
         with SidecarProcess(config=sidecar_config(server, limits={"auth_failures_per_minute": 1000})) as sidecar:
@@ -709,15 +710,18 @@ def atheris_main(argv: list[str]) -> None:
     import proxy.config  # noqa: F401
     import proxy.metrics  # noqa: F401
     import proxy.server  # noqa: F401
-    for name in ("proxy.admin", "proxy.local", "proxy.resp", "proxy.session"):
+    for name in ("proxy.admin", "proxy.local", "proxy.wire.resp", "proxy.session"):
         sys.modules.pop(name, None)  # (imported again below, instrumented)
     with atheris.instrument_imports():
         import proxy.admin  # noqa: F401
         import proxy.local  # noqa: F401
-        import proxy.resp  # noqa: F401
+        import proxy.wire.resp  # noqa: F401
         import proxy.session  # noqa: F401
-    globals().update(resp=proxy.resp, RequestParser=proxy.resp.RequestParser, ReplyScanner=proxy.resp.ReplyScanner,
-                     ProtocolError=proxy.resp.ProtocolError)  # the checks use the instrumented parser
+    globals().update(resp=proxy.wire.resp, RequestParser=proxy.wire.resp.RequestParser, ReplyFramer=proxy.wire.resp.ReplyFramer,
+                     ProtocolError=proxy.wire.resp.ProtocolError)  # the checks use the instrumented parser
+    import wire
+
+    wire.ProtocolError = proxy.wire.resp.ProtocolError  # parse_all catches the instrumented module's error
     harness = LocalHarness()
 
     def one_input(data: bytes) -> None:

@@ -25,7 +25,7 @@ def cli(port: int, *args: str, user: str | None = None, password: str | None = N
 
 @pytest.fixture(scope="module")
 def password_sidecar(upstream):
-    from proxy.embedded import SidecarProcess
+    from harness.servers import SidecarProcess
 
     with SidecarProcess(config=sidecar_config(upstream, client_auth={"mode": "password", "users": USERS})) as proc:
         yield proc

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config
-from proxy.resp import encode_command
+from proxy.wire.resp import encode_command
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]

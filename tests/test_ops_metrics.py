@@ -13,7 +13,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ACL_PASSWORD, UPSTREAM_PASSWORD, _server, sidecar_config
-from proxy.embedded import free_port
+from harness.servers import free_port
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import signal
 import redis
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config, wait_until
-from proxy.embedded import free_port
+from harness.servers import free_port
 from test_ops_metrics import http_get, scrape, value
 
 

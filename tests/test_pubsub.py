@@ -11,7 +11,7 @@ import redis
 
 from benchmarks.wan import WanRelayProcess
 from conftest import UPSTREAM_PASSWORD, sidecar_config, wait_until
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]

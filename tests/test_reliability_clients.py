@@ -22,7 +22,7 @@ from pathlib import Path
 
 from conftest import ACL_USER, UPSTREAM_PASSWORD, busy_connections, sidecar_connections, stall_upstream, wait_until
 from proxy import config
-from proxy.embedded import free_port
+from harness.servers import free_port
 from proxy.server import Server, new_event_loop
 from proxy.session import Session
 from wire import RawClient

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config, sidecar_connections
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 CLIENTS = 10_000

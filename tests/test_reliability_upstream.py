@@ -19,7 +19,7 @@ import pytest
 from benchmarks.soak import Totals, Workload
 from benchmarks.wan import WanRelayProcess
 from conftest import UPSTREAM_PASSWORD, _server, busy_connections, sidecar_connections, wait_until
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 CLIENTS = 100

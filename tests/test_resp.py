@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import resp
-from proxy.resp import ProtocolError, ReplyScanner, RequestLimits, RequestParser
+from proxy.wire import resp
+from proxy.wire.resp import ProtocolError, ReplyFramer, RequestLimits, RequestParser
+from wire import parse_all as pull
 
 
 def parse_all(data: bytes, authenticated: bool = True) -> tuple[list[list[bytes]], ProtocolError | None]:
     parser = RequestParser()
     parser.authenticated = authenticated
-    commands = parser.feed(data)
-    return [args for args, _ in commands], parser.error
+    commands, error = pull(parser, data)
+    return [args for args, _ in commands], error
 
 
 def test_multibulk_keeps_the_clients_exact_bytes():
     raw = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv\r\nv!\r\n"
     parser = RequestParser()
     parser.authenticated = True
-    [(args, forwarded)] = parser.feed(raw)
+    [(args, forwarded)] = pull(parser, raw)[0]
     assert args == [b"SET", b"k", b"v\r\nv!"]
     assert forwarded == raw
 
@@ -29,9 +30,11 @@ def test_pipelined_commands_split_at_every_byte_come_out_whole_and_in_order():
     for cut in range(len(stream) + 1):
         parser = RequestParser()
         parser.authenticated = True
-        got = parser.feed(stream[:cut]) + parser.feed(stream[cut:])
+        first, error1 = pull(parser, stream[:cut])
+        second, error2 = pull(parser, stream[cut:])
+        got = first + second
         assert [a for a, _ in got] == [[b"PING"], [b"GET", b"key"], [b"ECHO", b"a b"], [b"ECHO", b""]], cut
-        assert parser.error is None and parser.buffered == 0
+        assert error1 is None and error2 is None and parser.buffered == 0
 
 
 @pytest.mark.parametrize("line,expected", [
@@ -78,8 +81,8 @@ def test_unauthenticated_clients_get_redis_tighter_limits():
 def test_configured_bulk_limit_is_enforced_before_the_bulk_arrives():
     parser = RequestParser(RequestLimits(max_bulk_len=10))
     parser.authenticated = True
-    assert parser.feed(b"*2\r\n$3\r\nGET\r\n$11\r\n") == []
-    assert str(parser.error) == "Protocol error: invalid bulk length"
+    commands, error = pull(parser, b"*2\r\n$3\r\nGET\r\n$11\r\n")
+    assert commands == [] and str(error) == "Protocol error: invalid bulk length"
 
 
 REPLIES = [
@@ -93,31 +96,24 @@ REPLIES = [
 ]
 
 
-def test_reply_scanner_frames_every_resp3_type_byte_exact():
-    stream = b"".join(REPLIES)
-    scanner = ReplyScanner()
-    pos, frames = 0, []
-    while (end := scanner.next_end(stream, pos)) > 0:
-        frames.append(stream[pos:end])
-        pos = end
-    assert frames == REPLIES
+def test_reply_framer_frames_every_resp3_type_byte_exact():
+    framer = ReplyFramer()
+    framer.feed(b"".join(REPLIES))
+    frames = []
+    while (frame := framer.next()) is not None:
+        frames.append(frame)
+    assert frames == REPLIES and framer.buffered == 0
 
 
-def test_reply_scanner_resumes_when_replies_arrive_in_pieces():
-    """Feed one byte at a time, trimming consumed bytes as the upstream connection does."""
+def test_reply_framer_resumes_when_replies_arrive_in_pieces():
+    """Feed one byte at a time, as a slow link would deliver them."""
     stream = b"".join(REPLIES)
-    scanner = ReplyScanner()
-    buf, frames = bytearray(), []
+    framer = ReplyFramer()
+    frames = []
     for i in range(len(stream)):
-        buf += stream[i:i + 1]
-        start = 0
-        while (end := scanner.next_end(buf, start)) > 0:
-            frames.append(bytes(buf[start:end]))
-            start = end
-        if start:
-            del buf[:start]
-            if scanner.remaining:
-                scanner.pos -= start
+        framer.feed(stream[i:i + 1])
+        while (frame := framer.next()) is not None:
+            frames.append(frame)
     assert frames == REPLIES
 
 
@@ -135,12 +131,12 @@ def test_a_large_value_arriving_in_pieces_waits_for_its_end_instead_of_reparsing
     parser = RequestParser()
     parser.authenticated = True
     header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n"
-    assert parser.feed(header + b"x" * 10) == []
-    assert parser.need == len(header) + 100_000 + 2  # nothing is parsed again before the value is complete
-    assert parser.partial is not None and parser.partial[0] == [b"SET", b"k"]  # the two arguments are kept
+    assert pull(parser, header + b"x" * 10) == ([], None)
+    assert parser._need == len(header) + 100_000 + 2  # nothing is parsed again before the value is complete
+    assert parser._partial is not None and parser._partial[0] == [b"SET", b"k"]  # the two arguments are kept
     body = b"x" * 99_990 + b"\r\n"
     got = []
     for i in range(0, len(body), 1000):
-        got += parser.feed(body[i:i + 1000])
+        got += pull(parser, body[i:i + 1000])[0]
     assert [args for args, _ in got] == [[b"SET", b"k", b"x" * 100_000]]
     assert got[0][1] == header + b"x" * 100_000 + b"\r\n" and parser.buffered == 0

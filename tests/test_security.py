@@ -19,7 +19,7 @@ from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config, 
 from proxy import config
 from proxy.auth import Authenticator, Identity
 from proxy.config import ConfigError
-from proxy.embedded import SidecarProcess, free_port
+from harness.servers import SidecarProcess, free_port
 from proxy.upstream import Credential
 from wire import RawClient
 
@@ -231,7 +231,7 @@ def test_secrets_never_appear_in_logs_errors_metrics_or_client_lists(tmp_path):
 
 
 def _secret_upstream():
-    from proxy.embedded import EmbeddedServer
+    from harness.servers import EmbeddedServer
 
     return EmbeddedServer(password=SECRETS["upstream"], users={ACL_USER: ACL_PASSWORD})
 
@@ -242,7 +242,7 @@ def _secret_upstream():
 def tls_sidecar_files(tmp_path_factory):
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed")
-    from proxy.embedded import make_tls_files
+    from harness.servers import make_tls_files
 
     return make_tls_files(str(tmp_path_factory.mktemp("client-tls")))
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from benchmarks.wan import WanRelayProcess
 from conftest import ARTIFACTS, UPSTREAM_PASSWORD, sidecar_config, sidecar_connections, wait_until
-from proxy.embedded import SidecarProcess
+from harness.servers import SidecarProcess
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]

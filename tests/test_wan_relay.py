@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from benchmarks.wan import WanRelayProcess, parse_address
-from proxy.embedded import free_port
+from harness.servers import free_port
 
 LOWER = 0.9  # measured delays must be at least 90% of the configured ones
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import socket
 
-from proxy.resp import ReplyScanner, encode_command
+from proxy.wire.resp import ProtocolError, ReplyFramer, RequestParser, encode_command
 
 
 class RawClient:
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-        self.scanner = ReplyScanner()
+        self.framer = ReplyFramer()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -19,14 +18,13 @@ class RawClient:
     def read_reply(self) -> bytes:
         """Exactly one reply frame (or push frame), as the bytes the server wrote."""
         while True:
-            end = self.scanner.next_end(self.buf, 0)
-            if end > 0:
-                frame, self.buf = self.buf[:end], self.buf[end:]
+            frame = self.framer.next()
+            if frame is not None:
                 return frame
             chunk = self.sock.recv(1 << 20)
             if not chunk:
-                raise ConnectionError(f"connection closed; unparsed: {self.buf[:200]!r}")
-            self.buf += chunk
+                raise ConnectionError(f"connection closed; {self.framer.buffered} bytes unparsed")
+            self.framer.feed(chunk)
 
     def call(self, *commands) -> list[bytes]:
         """Pipeline the commands (lists of args, or raw bytes) and return one reply frame per command."""
@@ -49,3 +47,15 @@ class RawClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def parse_all(parser: RequestParser, data: bytes) -> tuple[list[tuple[list[bytes], bytes]], ProtocolError | None]:
+    """Feed ``data`` and pull every complete command: (commands, the protocol error that stopped parsing, if any)."""
+    parser.feed(data)
+    out = []
+    try:
+        while (command := parser.next()) is not None:
+            out.append(command)
+    except ProtocolError as exc:
+        return out, exc
+    return out, None

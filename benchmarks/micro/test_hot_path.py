@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import resp
-from proxy.commands import CommandTable, Route
+from proxy.wire import resp
+from proxy.commands.table import CommandTable, Route
 
 GET = resp.encode_command([b"GET", b"user:1000:name"])
 SADD = resp.encode_command([b"SADD", b"who_is_online", b"Peter"])
@@ -27,9 +27,12 @@ SET_64K = resp.encode_command([b"SET", b"blob", b"x" * 65536])
 def _parse(data: bytes, chunk: int | None = None) -> int:
     parser = resp.RequestParser()
     parser.authenticated = True
-    if chunk is None:
-        return len(parser.feed(data))
-    return sum(len(parser.feed(data[i:i + chunk])) for i in range(0, len(data), chunk))
+    count = 0
+    for i in range(0, len(data), chunk or len(data)):
+        parser.feed(data[i:i + (chunk or len(data))])
+        while parser.next() is not None:
+            count += 1
+    return count
 
 
 @pytest.mark.parametrize("data,expected", [
@@ -59,13 +62,11 @@ REPLIES = {
 
 
 def _frames(data: bytes) -> int:
-    scanner = resp.ReplyScanner()
-    count, start = 0, 0
-    while start < len(data):
-        end = scanner.next_end(data, start)
-        if end < 0:
-            break
-        count, start = count + 1, end
+    framer = resp.ReplyFramer()
+    framer.feed(data)
+    count = 0
+    while framer.next() is not None:
+        count += 1
     return count
 
 

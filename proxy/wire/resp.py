@@ -30,68 +30,75 @@ class RequestLimits:
 class RequestParser:
     """Incremental parser of client requests (multibulk and inline), one instance per client connection.
 
-    ``feed`` returns the complete commands in the data so far as ``(args, raw)`` pairs, where ``raw`` is the exact
-    request bytes to forward upstream. Partial input stays buffered. Malformed input sets ``error`` (the client is
-    then closed, as Redis does).
+    ``feed`` buffers bytes; ``next`` returns one complete command as ``(args, raw)``, where ``raw`` is the exact
+    request bytes to forward upstream, or None until more bytes arrive. Commands are parsed one at a time, when the
+    session is ready for them, so the limits in force (``authenticated``) are those after every earlier command
+    took effect: a big SET pipelined behind a successful AUTH is judged by the authenticated limits. Malformed input
+    raises ``ProtocolError`` (the client is then closed, as Redis does).
     """
 
-    __slots__ = ("buf", "limits", "authenticated", "error", "need", "partial")
+    __slots__ = ("_buf", "_pos", "limits", "authenticated", "_need", "_partial")
 
     def __init__(self, limits: RequestLimits | None = None) -> None:
-        self.buf = bytearray()  # an incomplete command, from its first byte
+        self._buf: bytes | bytearray = b""  # unparsed input starts at _pos
+        self._pos = 0
         self.limits = limits or RequestLimits()
         self.authenticated = False
-        self.error: ProtocolError | None = None  # set once; the commands before the bad input are still returned
-        self.need = 0  # buffered bytes needed before parsing can progress (a bulk's end), so big values arrive in
-        self.partial: tuple[list[bytes], int, int] | None = None  # O(n); (args so far, next offset, args left)
+        self._need = 0  # bytes (from _pos) needed before parsing can progress: a big value is not re-parsed per read
+        self._partial: tuple[list[bytes], int, int] | None = None  # (args so far, offset from _pos, args left)
 
     @property
     def buffered(self) -> int:
-        return len(self.buf)
+        return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> list[tuple[list[bytes], bytes]]:
-        if self.buf:
-            self.buf += data
-            if len(self.buf) < self.need:
-                return []
-            buf: bytes | bytearray = self.buf
-        else:
-            buf = data
-        out: list[tuple[list[bytes], bytes]] = []
-        pos, n = 0, len(buf)
-        try:
-            while pos < n:
-                if buf[pos] == 42:  # '*'
-                    end = self._multibulk(buf, pos, out)
-                else:
-                    end = self._inline(buf, pos, out)
-                if end < 0:
-                    break
-                pos = end
-        except ProtocolError as exc:
-            self.error = exc
-            self.buf, self.partial = bytearray(), None
-            return out
-        if buf is self.buf:
-            del self.buf[:pos]
-        else:
-            self.buf = bytearray(buf[pos:])
-        if not self.buf:
-            self.need = 0
-        return out
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        if self._pos >= len(buf):
+            self._buf, self._pos = data, 0  # the common case: no copy until a command is split across reads
+            return
+        if type(buf) is not bytearray:
+            self._buf = buf = bytearray(memoryview(buf)[self._pos:])
+            self._pos = 0
+        elif self._pos > 65536:
+            del buf[:self._pos]
+            self._pos = 0
+        buf += data
 
-    def _multibulk(self, buf: bytes | bytearray, pos: int, out: list) -> int:
+    def next(self) -> tuple[list[bytes], bytes] | None:
+        buf, pos = self._buf, self._pos
+        n = len(buf)
+        while pos < n:
+            if n - pos < self._need:
+                return None
+            if buf[pos] == 42:  # '*'
+                end, command = self._multibulk(buf, pos, n)
+            else:
+                end, command = self._inline(buf, pos, n)
+            if end < 0:
+                return None
+            self._need = 0
+            if end >= n:
+                self._buf, self._pos = b"", 0
+                return command
+            self._pos = pos = end
+            if command is not None:
+                return command
+        return None
+
+    def _multibulk(self, buf: bytes | bytearray, pos: int, n: int) -> tuple[int, tuple[list[bytes], bytes] | None]:
         limits = self.limits
-        if self.partial is not None:  # resume a command whose arguments are still arriving (pos is 0)
-            args, p, left = self.partial
-            self.partial = None
+        partial = self._partial
+        if partial is not None:  # resume a command whose arguments are still arriving
+            args, offset, left = partial
+            self._partial = None
+            p = pos + offset
         else:
             eol = buf.find(CRLF, pos)
             if eol < 0:
-                if len(buf) - pos > INLINE_MAX:
+                if n - pos > INLINE_MAX:
                     raise ProtocolError("Protocol error: too big mbulk count string")
-                self.need = len(buf) - pos + 1
-                return -1
+                self._need = n - pos + 1
+                return -1, None
             text = bytes(buf[pos + 1:eol])
             count = _LENGTHS.get(text)
             if count is None:
@@ -103,57 +110,57 @@ class RequestParser:
                 raise ProtocolError("Protocol error: invalid multibulk length")
             p = eol + 2
             if count <= 0:  # Redis ignores empty and null multibulks
-                return p
+                return p, None
             args, left = [], count
         max_bulk = limits.max_bulk_len if self.authenticated else limits.preauth_max_bulk_len
-        copy = buf is self.buf  # slices of the bytearray must become bytes
-        n = len(buf)
+        copy = type(buf) is bytearray  # slices of a bytearray must become bytes
         while left:
             if p >= n:
-                return self._incomplete(args, p, left, pos, p + 1)
+                return self._incomplete(args, p, left, pos, p + 1), None
             if buf[p] != 36:  # '$'
                 raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[p])}'")
             eol = buf.find(CRLF, p)
             if eol < 0:
                 if n - p > INLINE_MAX:
                     raise ProtocolError("Protocol error: too big bulk count string")
-                return self._incomplete(args, p, left, pos, n + 1)
+                return self._incomplete(args, p, left, pos, n + 1), None
             text = bytes(buf[p + 1:eol]) if copy else buf[p + 1:eol]
-            size = _LENGTHS.get(text)
+            size = _LENGTHS.get(text)  # type: ignore[arg-type]
             if size is None:
-                size = redis_int(text)
+                size = redis_int(text)  # type: ignore[arg-type]
             if size is None or size < 0 or size > max_bulk:
                 raise ProtocolError("Protocol error: invalid bulk length")
             start = eol + 2
             end = start + size + 2
             if end > n:
-                return self._incomplete(args, p, left, pos, end)
-            args.append(bytes(buf[start:start + size]) if copy else buf[start:start + size])
+                return self._incomplete(args, p, left, pos, end), None
+            args.append(bytes(buf[start:start + size]) if copy else buf[start:start + size])  # type: ignore[arg-type]
             p = end
             left -= 1
-        out.append((args, bytes(buf[pos:p]) if copy else buf[pos:p]))
-        return p
+        if not copy and pos == 0 and p == n:
+            raw = buf  # the whole read is this one command: forward it without a copy
+        else:
+            raw = bytes(buf[pos:p])
+        return p, (args, raw)  # type: ignore[return-value]
 
     def _incomplete(self, args: list[bytes], p: int, left: int, pos: int, need: int) -> int:
-        """Remember a partly received command; offsets become relative to its start, where the buffer will begin."""
-        self.partial = (args, p - pos, left)
-        self.need = need - pos
+        """Remember a partly received command, with offsets relative to its start."""
+        self._partial = (args, p - pos, left)
+        self._need = need - pos
         return -1
 
-    def _inline(self, buf: bytes | bytearray, pos: int, out: list) -> int:
+    def _inline(self, buf: bytes | bytearray, pos: int, n: int) -> tuple[int, tuple[list[bytes], bytes] | None]:
         eol = buf.find(b"\n", pos)
         if eol < 0:
-            if len(buf) - pos > INLINE_MAX:
+            if n - pos > INLINE_MAX:
                 raise ProtocolError("Protocol error: too big inline request")
-            self.need = len(buf) - pos + 1
-            return -1
+            self._need = n - pos + 1
+            return -1, None
         line = bytes(buf[pos:eol])
         if line.endswith(b"\r"):
             line = line[:-1]
         args = split_inline(line)
-        if args:
-            out.append((args, encode_command(args)))
-        return eol + 1
+        return eol + 1, ((args, encode_command(args)) if args else None)
 
 
 # Canonical decimal lengths up to 16 KiB: one dict lookup instead of a validated int() per argument.
@@ -241,35 +248,56 @@ _ARRAY_TYPES = frozenset(b"*~>")
 _MAP_TYPES = frozenset(b"%")
 
 
-class ReplyScanner:
-    """Finds complete replies in an upstream byte stream without decoding them.
+class ReplyFramer:
+    """Cuts an upstream byte stream into complete replies without decoding them.
 
-    Resumable: when a large aggregate arrives in pieces, scanning continues where it stopped instead of starting over.
+    ``feed`` buffers bytes; ``next`` returns the exact bytes of one complete reply (or push), or None until more
+    arrive. Resumable: a large aggregate arriving in pieces is scanned once, element by element, never from its start
+    again.
     """
 
-    __slots__ = ("pos", "remaining")
+    __slots__ = ("_buf", "_pos", "_scan", "_remaining")
 
     def __init__(self) -> None:
-        self.pos = 0        # where scanning of the current (incomplete) reply resumes
-        self.remaining = 0  # elements still missing in the current reply (0: at a reply boundary)
+        self._buf: bytes | bytearray = b""
+        self._pos = 0        # start of the first incomplete reply
+        self._scan = 0       # where scanning of that reply resumes
+        self._remaining = 0  # elements still missing in it (0: not started)
 
-    def reset(self) -> None:
-        self.pos = 0
-        self.remaining = 0
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
 
-    def next_end(self, buf: bytes | bytearray, start: int) -> int:
-        """End offset of the reply starting at ``start``, or -1 if it is not complete yet."""
-        pos, need = (self.pos, self.remaining) if self.remaining else (start, 1)
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        if self._pos >= len(buf):
+            self._buf, self._pos, self._scan = data, 0, 0
+            return
+        if type(buf) is not bytearray:
+            start = self._pos
+            self._buf = buf = bytearray(memoryview(buf)[start:])
+            self._pos, self._scan = 0, self._scan - start
+        elif self._pos > 65536:
+            start = self._pos
+            del buf[:start]
+            self._pos, self._scan = 0, self._scan - start
+        buf += data
+
+    def next(self) -> bytes | None:
+        buf, start = self._buf, self._pos
         n = len(buf)
+        if start >= n:
+            return None
+        pos, need = (self._scan, self._remaining) if self._remaining else (start, 1)
         while need:
             if pos >= n:
-                self.pos, self.remaining = pos, need
-                return -1
+                self._scan, self._remaining = pos, need
+                return None
             t = buf[pos]
             eol = buf.find(CRLF, pos)
             if eol < 0:
-                self.pos, self.remaining = pos, need
-                return -1
+                self._scan, self._remaining = pos, need
+                return None
             need -= 1
             if t in _LINE_TYPES:
                 pos = eol + 2
@@ -277,8 +305,8 @@ class ReplyScanner:
                 size = int(buf[pos + 1:eol])
                 end = eol + 2 + size + 2 if size >= 0 else eol + 2
                 if end > n:
-                    self.pos, self.remaining = pos, need + 1
-                    return -1
+                    self._scan, self._remaining = pos, need + 1
+                    return None
                 pos = end
             elif t in _ARRAY_TYPES:
                 count = int(buf[pos + 1:eol])
@@ -293,12 +321,14 @@ class ReplyScanner:
                 pos = eol + 2
             else:
                 raise ProtocolError(f"Protocol error: unexpected reply type byte {t!r} from upstream")
-        self.pos, self.remaining = 0, 0
-        return pos
-
-
-def is_push(frame: bytes) -> bool:
-    return frame[:1] == b">"
+        self._remaining = 0
+        if pos >= n:
+            frame = buf if (start == 0 and type(buf) is bytes) else bytes(buf[start:pos])
+            self._buf, self._pos, self._scan = b"", 0, 0
+        else:
+            frame = bytes(buf[start:pos])
+            self._pos = self._scan = pos
+        return frame  # type: ignore[return-value]
 
 
 # -- replies the sidecar makes --------------------------------------------------------------------------------------

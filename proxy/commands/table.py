@@ -18,10 +18,10 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Iterable
 
-from .glob import glob_match
+from ..wire.glob import glob_match
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 
 class Route(enum.Enum):

@@ -1,0 +1,1 @@
+"""What each command is: the routing table (static overrides) and what the server says about its commands."""
