@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from . import __version__, config, logs
+from . import __version__, config
+from .ops import logs
 
 EPILOG = """\
 environment:

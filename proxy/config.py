@@ -67,10 +67,13 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """Shared connections per (credential, db, protocol); leased ones for transactions, blocking calls, sessions."""
+    """Shared connections per (credential, db, protocol); leased ones for transactions and sessions (lease_max) and
+    for single blocking calls and WAIT (blocking_max), bounded apart so idle blocking calls never starve
+    transactions."""
 
     size: int = 4
     lease_max: int = 64
+    blocking_max: int = 64
     lease_idle: int = 4
     lease_wait: float = 2.0
     reconnect_backoff_max: float = 1.0
@@ -106,8 +109,9 @@ class LimitsConfig:
     max_pipeline: int = 1024
     client_output_buffer: int = 64 * 1024 * 1024
     pubsub_output_buffer: int = 8 * 1024 * 1024
+    total_output_buffer: int = 1024 * 1024 * 1024  # replies queued for all clients together
     databases: int = 16
-    auth_failures_per_minute: int = 20
+    auth_failures_per_minute: int = 100
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"log.format: must be text, logfmt or json, got {cfg.log.format!r}")
     positive(cfg.pool.size, "pool.size")
     positive(cfg.pool.lease_max, "pool.lease_max")
+    positive(cfg.pool.blocking_max, "pool.blocking_max")
     positive(cfg.pool.lease_idle, "pool.lease_idle", allow_zero=True)
     positive(cfg.pool.lease_wait, "pool.lease_wait")
     positive(cfg.pool.reconnect_backoff_max, "pool.reconnect_backoff_max")
@@ -371,7 +376,7 @@ def _validate(cfg: Config) -> None:
     positive(cfg.shutdown_timeout, "shutdown_timeout", allow_zero=True)
     _validate_ops(cfg)
     for name in ("max_clients", "proto_max_bulk_len", "max_multibulk_len", "max_pipeline", "client_output_buffer",
-                 "pubsub_output_buffer", "databases", "auth_failures_per_minute"):
+                 "pubsub_output_buffer", "total_output_buffer", "databases", "auth_failures_per_minute"):
         positive(getattr(cfg.limits, name), f"limits.{name}")
     if not 0 <= cfg.upstream.db < cfg.limits.databases:
         raise ConfigError(f"upstream.db: {cfg.upstream.db} is outside 0..{cfg.limits.databases - 1}")

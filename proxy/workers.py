@@ -34,9 +34,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import httpd, logs
+from .ops import httpd, logs
 from .config import Config, ConfigError, metrics_address
-from .metrics import PREFIX
+from .ops.metrics import PREFIX
 from .server import new_event_loop
 
 log = logging.getLogger("sidecar.workers")

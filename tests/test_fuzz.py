@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from proxy.wire import resp  # noqa: E402
 from harness.servers import find_binaries  # noqa: E402
+from proxy.access.permissions import PROBES  # noqa: E402
 from proxy.wire.resp import INLINE_MAX, ProtocolError, ReplyFramer, RequestLimits, RequestParser  # noqa: E402
 from wire import parse_all  # noqa: E402
 
@@ -445,16 +446,19 @@ class LocalHarness:
         }, environ={})
         self.loop = new_event_loop()
         self.server = Server(cfg, self.loop)
+        rt = self.server.handle.current
+        for label in PROBES:  # the sidecar's login may run every local command: nothing to ask an upstream here
+            rt.permissions._known[(rt.manager.login, label)] = (None, float("inf"))
         self.session = None
         self.runs = 0
         self.new_session()
 
     def new_session(self) -> None:
-        from proxy.session import Session
+        from proxy.client.session import Session
 
         if self.session is not None:
             self.session.connection_lost(None)
-        self.session = Session(self.server)
+        self.session = Session(self.server.handle)
         self.transport = FakeTransport()
         self.session.connection_made(self.transport)
 
@@ -465,11 +469,12 @@ class LocalHarness:
         self.runs += 1
         self.new_session()
         s = self.session
-        parser = RequestParser(self.server.request_limits)
+        rt = self.server.handle.current
+        parser = RequestParser(rt.limits)
         parser.authenticated = True
         for args, raw in parse_all(parser, data)[0]:
             name = args[0].lower()
-            if name not in LOCAL_NAMES or self.server.table.route(args) is not Route.LOCAL:
+            if name not in LOCAL_NAMES or rt.table.route(args) is not Route.LOCAL:
                 continue
             if name == b"sidecar" and len(args) > 1 and args[1].lower() == b"reload":
                 continue  # rereads the config file: not a parser or handler matter
@@ -708,15 +713,17 @@ def atheris_main(argv: list[str]) -> None:
     del prometheus_client, uvloop, yaml
 
     import proxy.config  # noqa: F401
-    import proxy.metrics  # noqa: F401
+    import proxy.ops.metrics  # noqa: F401
     import proxy.server  # noqa: F401
-    for name in ("proxy.admin", "proxy.local", "proxy.wire.resp", "proxy.session"):
+    for name in ("proxy.ops.admin", "proxy.client.local", "proxy.client.client_command", "proxy.wire.resp",
+                 "proxy.client.session"):
         sys.modules.pop(name, None)  # (imported again below, instrumented)
     with atheris.instrument_imports():
-        import proxy.admin  # noqa: F401
-        import proxy.local  # noqa: F401
+        import proxy.client.client_command  # noqa: F401
+        import proxy.client.local  # noqa: F401
+        import proxy.client.session  # noqa: F401
+        import proxy.ops.admin  # noqa: F401
         import proxy.wire.resp  # noqa: F401
-        import proxy.session  # noqa: F401
     globals().update(resp=proxy.wire.resp, RequestParser=proxy.wire.resp.RequestParser, ReplyFramer=proxy.wire.resp.ReplyFramer,
                      ProtocolError=proxy.wire.resp.ProtocolError)  # the checks use the instrumented parser
     import wire

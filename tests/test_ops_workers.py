@@ -37,7 +37,7 @@ def test_two_workers_serve_clients_and_a_killed_one_is_restarted(upstream, make_
     accepted = [value(per_worker, "clients_accepted_total", worker=str(i)) for i in (0, 1)]
     assert all(n >= 1 for n in accepted)
     assert value(total, "clients_accepted_total") == sum(accepted)
-    assert value(total, "upstream_connections", purpose="shared", state="ready") >= 2  # a pool in each
+    assert value(total, "upstream_connections", state="shared") >= 2  # a pool in each
 
     os.kill(seen[1], signal.SIGKILL)
     wait_until(lambda: value(scrape(mport), "worker_restarts_total", worker="1") == 1, "worker 1 not restarted",

@@ -24,7 +24,7 @@ from conftest import ACL_USER, UPSTREAM_PASSWORD, busy_connections, sidecar_conn
 from proxy import config
 from harness.servers import free_port
 from proxy.server import Server, new_event_loop
-from proxy.session import Session
+from proxy.client.session import Session
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]
@@ -81,19 +81,21 @@ class InProcessSidecar:
         """Everything a vanished client could leave behind, counted on the sidecar's loop."""
         def count(server: Server) -> dict:
             gc.collect()
-            manager, hub = server.manager, server.hub
+            rt = server.handle.current
+            manager, hub = rt.manager, rt.hub
             live = [o for o in gc.get_objects() if isinstance(o, Session)]
+            conns = [c for state in manager.states.values() for c in state]
             return {
-                "sessions": len(server.sessions),
+                "sessions": len(rt.registry),
                 "session_objects": len(live),
-                "leased": len(manager.leased),
-                "lease_waiters": len(manager.lease_waiters),
+                "leased": len(manager.leases.lent),
+                "lease_waiters": sum(len(w) for w in manager.leases.waiters.values()),
                 "hub_members": sum(len(m) for h in hub.hubs.values() for m in h.members.values()),
-                "hub_waiting": sum(len(h.waiting) for h in hub.hubs.values()),
-                "pending_replies": sum(len(c.pending) + len(c.queued) for c in manager.all),
+                "hub_waiting": sum(len(h.fifo) for h in hub.hubs.values()),
+                "pending_replies": sum(len(c.pending) + len(c.queued) for c in conns),
                 "tasks": Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks(self.loop)
                                  if t is not asyncio.current_task()),
-                "upstream": Counter(f"{c.purpose}:{c.state}" for c in manager.all),
+                "upstream": Counter(f"{c.role.value}:{c.state.value}" for c in conns),
             }
         return self.inspect(count)
 
@@ -239,7 +241,7 @@ def test_a_client_that_never_reads_is_bounded_then_cut_off(upstream, monkeypatch
         port = int(session.addr.rsplit(":", 1)[1]) if session.addr else 0
         return peaks.get(port)
 
-    flush, pause = Session._flush, Session._pause_reading
+    flush, pause = Session._flush, Session.pause_reading
 
     def measured_flush(self: Session) -> None:  # every write to a watched client, measured as it happens
         peak = peak_of(self)
@@ -258,7 +260,7 @@ def test_a_client_that_never_reads_is_bounded_then_cut_off(upstream, monkeypatch
         pause(self)
 
     monkeypatch.setattr(Session, "_flush", measured_flush)
-    monkeypatch.setattr(Session, "_pause_reading", recorded_pause)
+    monkeypatch.setattr(Session, "pause_reading", recorded_pause)
     request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n"
 
     def watched(port: int) -> tuple[socket.socket, dict]:
@@ -287,10 +289,10 @@ def test_a_client_that_never_reads_is_bounded_then_cut_off(upstream, monkeypatch
             assert fine.call([b"GET", b"big"])[0].startswith(b"$16384\r\n")
             time.sleep(0.005)
         time.sleep(0.3)
-        state = sc.inspect(lambda server: [(s.reading_paused, len(s.slots) + len(s.backlog))
-                                           for s in server.sessions.values() if peak_of(s) is stalled])
+        state = sc.inspect(lambda server: [(s.reading_paused, len(s.slots))
+                                           for s in server.handle.current.registry if peak_of(s) is stalled])
         trickle.close()
-        overflows = sc.server.stats.output_overflows
+        overflows = sc.server.handle.current.stats.output_overflows
     assert cut["cut"] and cut["paused"] and overflows == 1, (cut, overflows)
     # the limit is checked once per loop turn, after that turn's replies are written, and in one turn libuv reads up
     # to 32 x 256 KB from an upstream socket: the sidecar holds at most the limit plus that for a client
@@ -318,8 +320,8 @@ def test_a_client_flooding_pipelined_requests_is_back_pressured(own_upstream):
         peak = {"waiting": 0, "buffered": 0, "paused": False}
 
         def sample(server: Server) -> None:
-            for s in server.sessions.values():
-                peak["waiting"] = max(peak["waiting"], len(s.slots) + len(s.backlog))
+            for s in server.handle.current.registry:
+                peak["waiting"] = max(peak["waiting"], len(s.slots))
                 peak["buffered"] = max(peak["buffered"], s.parser.buffered)
                 peak["paused"] = peak["paused"] or s.reading_paused
 

@@ -17,10 +17,10 @@ import redis
 
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config, wait_until
 from proxy import config
-from proxy.auth import Authenticator, Identity
+from proxy.access.auth import WRONGPASS, Authenticator, Identity
 from proxy.config import ConfigError
 from harness.servers import SidecarProcess, free_port
-from proxy.upstream import Credential
+from proxy.upstream.credentials import Credential
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]
@@ -86,7 +86,7 @@ def test_passwords_are_only_compared_as_fixed_length_digests_in_constant_time(mo
     monkeypatch.setattr(hmac, "compare_digest", spy)
     users = (config.ClientUser("app", "app-secret"), config.ClientUser("ops", "ops-secret", admin=True))
     cfg = config.ClientAuthConfig(mode=mode, users=users if mode == "password" else users[1:])
-    auth = Authenticator(cfg, Credential(None, "upstream-secret"), verify=None)
+    auth = Authenticator(cfg, Credential(None, "upstream-secret"), control=None, failures_per_minute=20)
     for user, pw in (("app", "app-secret"), ("app", "app-secreT"), ("app", "x"), ("nobody", "app-secret"),
                      (None, "upstream-secret"), (None, "upstream-secreX"), ("ops", "ops-secret")):
         auth.check_local(user, TrapStr(pw))
@@ -100,43 +100,46 @@ def test_passwords_are_only_compared_as_fixed_length_digests_in_constant_time(mo
 
 
 def test_admin_passwords_are_compared_in_constant_time(monkeypatch):
-    from proxy import admin
-
     compared = []
     monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or a == b)
-
-    class Srv:
-        auth = Authenticator(config.ClientAuthConfig(mode="passthrough", users=(
-            config.ClientUser("ops", "ops-secret", admin=True),)), Credential(None, "u"), verify=None)
-
-    assert isinstance(admin.login(Srv, "ops", TrapStr("ops-secret")), Identity)
-    assert admin.login(Srv, "ops", TrapStr("ops-secreX")) == "WRONGPASS invalid username-password pair or user is " \
-                                                               "disabled."
+    auth = Authenticator(config.ClientAuthConfig(mode="passthrough", users=(
+        config.ClientUser("ops", "ops-secret", admin=True),)), Credential(None, "u"), control=None,
+        failures_per_minute=20)
+    identity = auth.check_local("ops", TrapStr("ops-secret"))
+    assert isinstance(identity, Identity) and identity.admin
+    assert auth.check_local("ops", TrapStr("ops-secreX")) == WRONGPASS
     assert compared and all(len(a) == len(b) == hashlib.sha256().digest_size for a, b in compared)
 
 
 # -- 3. failed AUTH attempts are rate-limited per connection ---------------------------------------------------------
 
-def test_failed_auth_is_rate_limited_per_connection(upstream):
+def test_failed_auth_is_rate_limited_per_address_and_user(upstream):
+    """Failures are counted per source address and per user name, so reconnecting does not reset them; past the
+    limit only a credential already known good passes, and anything else costs its connection."""
     cfg = sidecar_config(upstream, limits={"auth_failures_per_minute": 3},
                          client_auth={"mode": "password", "users": [{"name": "app", "password": "app-secret"}]})
+    limited = b"-WRONGPASS too many failed AUTH attempts from this address or for this user " \
+              b"(limits.auth_failures_per_minute)\r\n"
     with SidecarProcess(config=cfg) as sidecar:
         with RawClient(sidecar.port) as c:
             c.send(b"".join(
                 f"AUTH app guess{i}\r\n".encode() for i in range(3)) + b"HELLO 3 AUTH app guess3\r\n"
-                b"AUTH app app-secret\r\nPING\r\n")  # the right password comes too late
+                b"AUTH app app-secret\r\nPING\r\n")
             assert [c.read_reply() for _ in range(3)] == \
                 [b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"] * 3
-            assert c.read_reply() == \
-                b"-ERR too many failed AUTH attempts on this connection (limits.auth_failures_per_minute)\r\n"
+            assert c.read_reply() == limited
             assert c.closed_by_peer()  # and nothing after it was run
-        with RawClient(sidecar.port) as other:  # another connection is not affected
-            assert other.call([b"AUTH", b"app", b"app-secret"], [b"PING"]) == [b"+OK\r\n", b"+PONG\r\n"]
+        with RawClient(sidecar.port) as again:  # a new connection from the same address is still limited ...
+            assert again.call([b"AUTH", b"app", b"guess4"]) == [limited]
+            assert again.closed_by_peer()
+        with RawClient(sidecar.port) as good:  # ... but the right password still gets in
+            assert good.call([b"AUTH", b"app", b"app-secret"], [b"PING"]) == [b"+OK\r\n", b"+PONG\r\n"]
 
 
 def test_failed_passthrough_auth_reaches_the_upstream_a_bounded_number_of_times(upstream):
-    """In passthrough mode a wrong password is checked upstream (on a connection of its own); a client hammering
-    AUTH costs the upstream at most limit + 1 checks per connection."""
+    """In passthrough mode a wrong password is checked upstream, on a few connections the sidecar keeps for that:
+    clients hammering AUTH, on one connection or many, cost the upstream at most the limit in checks and a handful
+    of connections."""
     cfg = sidecar_config(upstream, limits={"auth_failures_per_minute": 5})
 
     def connections_received() -> int:  # (counts the INFO client itself)
@@ -150,14 +153,20 @@ def test_failed_passthrough_auth_reaches_the_upstream_a_bounded_number_of_times(
 
     with SidecarProcess(config=cfg) as sidecar:
         before = wait_until(steady, "the sidecar kept opening upstream connections while idle")
+        auths_before = upstream.client().info("commandstats")["cmdstat_auth"]["calls"]
         with RawClient(sidecar.port) as c:
             c.send(b"".join(f"AUTH guess-{i}\r\n".encode() for i in range(50)))
             replies = [c.read_reply() for _ in range(6)]
             assert c.closed_by_peer()
+        for i in range(20):  # reconnecting does not reset the count
+            with RawClient(sidecar.port) as c:
+                assert c.call([b"AUTH", f"again-{i}".encode()])[0].startswith(b"-WRONGPASS too many failed")
         after = connections_received()
+        auths = upstream.client().info("commandstats")["cmdstat_auth"]["calls"] - auths_before
     assert replies[:5] == [b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"] * 5
-    assert replies[5].startswith(b"-ERR too many failed AUTH attempts")
-    assert after - before - 1 <= 6, after - before  # (-1: the INFO client itself)
+    assert replies[5].startswith(b"-WRONGPASS too many failed AUTH attempts")
+    assert after - before - 1 <= 2, after - before  # (-1: the INFO client itself; 1: the reused check connection)
+    assert auths <= 5 + 1 + 3, auths  # the five checked, and the INFO clients' own AUTHs
 
 
 # -- 4. secrets never appear in logs, errors, metrics or CLIENT LIST --------------------------------------------------
@@ -359,15 +368,18 @@ def test_client_credentials_never_reach_the_shared_upstream_connections(upstream
             command = line.split("]", 1)[1].strip().split(" ", 1)[0].strip('"').lower()
             per_connection.setdefault(addr, []).append(command)
     assert per_connection, "MONITOR saw nothing"
-    for addr, commands in per_connection.items():
+    # the clients' commands ran on a handful of pool connections (2 per user and protocol), not one per client,
+    # and none of them ever authenticated again after its handshake
+    carriers = {addr: cmds for addr, cmds in per_connection.items() if {"set", "get", "acl"} & set(cmds)}
+    assert 1 <= len(carriers) <= 2 * 3 + 1, len(carriers)
+    for addr, commands in carriers.items():
         auths = [i for i, cmd in enumerate(commands) if cmd in ("auth", "hello")]
         assert auths in ([], [0]), f"{addr} sent AUTH/HELLO after its handshake: {commands[:12]}"
-    # the clients' commands ran on a handful of pool connections (2 per user and protocol), not one per client;
-    # the other connections are the throwaway ones that check a new or wrong credential (passthrough mode)
-    carriers = [cmds for cmds in per_connection.values() if {"set", "get", "acl"} & set(cmds)]
-    assert 1 <= len(carriers) <= 2 * 3 + 1, len(carriers)
-    checkers = [cmds for cmds in per_connection.values() if not {"set", "get", "acl"} & set(cmds)]
-    assert all(cmds[0] in ("auth", "hello") and len(cmds) <= 3 for cmds in checkers), checkers
+    # the others: the one connection the sidecar keeps to check credentials (passthrough mode) with AUTH alone,
+    # and the pool connections' handshakes
+    checkers = [cmds for addr, cmds in per_connection.items() if addr not in carriers]
+    assert all(set(cmds) <= {"auth", "hello", "client", "select"} for cmds in checkers), checkers
+    assert sum(1 for cmds in checkers if cmds.count("auth") > 1) <= 1, checkers
 
 
 # -- 7. where clients share the sidecar's upstream login, they cannot read or change it ---------------------------------

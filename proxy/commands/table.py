@@ -29,8 +29,10 @@ class Route(enum.Enum):
     SHARED = "shared"
     TRANSACTION = "transaction"
     BLOCKING = "blocking"
+    WAIT = "wait"
     PUBSUB = "pubsub"
     SESSION = "session"
+    CONTROL = "control"
     REFUSED = "refused"
 
 
@@ -61,9 +63,10 @@ _ALL = _names("""
 """)
 
 _CLASSES: dict[Route, list[str]] = {
-    Route.LOCAL: _names("auth hello select ping echo quit reset info sidecar"),  # info: upstream's + "# Sidecar"
+    Route.LOCAL: _names("auth hello select echo quit reset info sidecar"),  # info: upstream's + "# Sidecar"
     Route.TRANSACTION: _names("multi exec discard watch unwatch"),
-    Route.BLOCKING: _names("blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof"),
+    Route.BLOCKING: _names("blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop"),
+    Route.WAIT: _names("wait waitaof"),
     Route.PUBSUB: _names("subscribe psubscribe ssubscribe unsubscribe punsubscribe sunsubscribe"),
     Route.SESSION: _names("monitor asking"),
     Route.REFUSED: _names("shutdown debug pfdebug sync psync replconf replicaof slaveof failover"),
@@ -72,11 +75,12 @@ _CLASSES: dict[Route, list[str]] = {
 # Container commands whose subcommands differ in class; subcommands not listed take the container's class (SHARED).
 _SUBCOMMANDS: dict[str, dict[Route, list[str]]] = {
     "client": {
-        Route.LOCAL: _names("setname getname id setinfo info list reply maint_notifications"),
+        Route.LOCAL: _names("setname getname id setinfo info list reply maint_notifications kill unblock"),
         Route.SESSION: _names("tracking caching getredir trackinginfo no-evict no-touch capa"),
-        Route.REFUSED: _names("kill pause unpause unblock import-source"),
+        Route.REFUSED: _names("pause unpause import-source"),
     },
-    "script": {Route.REFUSED: _names("debug")},
+    "script": {Route.REFUSED: _names("debug"), Route.CONTROL: _names("kill")},
+    "function": {Route.CONTROL: _names("kill")},
 }
 
 # Commands whose first argument is a subcommand (CLIENT LIST's cmd= shows "client|info").
@@ -98,10 +102,8 @@ REFUSAL_REASONS: dict[str, str] = {
     "replicaof": "changing replication affects every client of the sidecar",
     "slaveof": "changing replication affects every client of the sidecar",
     "failover": "changing replication affects every client of the sidecar",
-    "client|kill": "connection ids name the sidecar's shared upstream connections, not yours",
     "client|pause": "it would stall the shared connections of every client",
     "client|unpause": "it would stall the shared connections of every client",
-    "client|unblock": "connection ids name the sidecar's shared upstream connections, not yours",
     "client|import-source": "it marks a shared upstream connection",
     "script|debug": "a script debugging session needs a connection of its own and blocks the server",
 }
@@ -134,9 +136,9 @@ def login_exposure(args: list[bytes]) -> str | None:
 class CommandTable:
     """Routing lookups, with the ops' deny-list and the default for commands the table does not know (modules)."""
 
-    __slots__ = ("_routes", "_subroutes", "_unknown", "_denied", "_guard_login", "plain_shared")
+    __slots__ = ("_routes", "_subroutes", "_unknown", "_denied", "plain_shared")
 
-    def __init__(self, deny: Iterable[str] = (), unknown: Route = Route.SHARED, guard_login: bool = False) -> None:
+    def __init__(self, deny: Iterable[str] = (), unknown: Route = Route.SHARED) -> None:
         self._routes: dict[bytes, Route] = {name.encode(): Route.SHARED for name in _ALL}
         for route, names in _CLASSES.items():
             for name in names:
@@ -148,7 +150,6 @@ class CommandTable:
                 for name in names:
                     table[name.encode()] = route
         self._unknown = unknown
-        self._guard_login = guard_login
         self._denied: frozenset[bytes] = frozenset(d.lower().replace(" ", "|").encode() for d in deny)
         for name in self._denied:
             if b"|" in name:
@@ -161,7 +162,7 @@ class CommandTable:
             name for name, route in self._routes.items()
             if route is Route.SHARED and name not in self._subroutes and name not in BLOCKING_IF_ARG
             and name not in (b"publish", b"spublish")  # their reply is adjusted for the pub/sub hub
-            and not (guard_login and name in LOGIN_CONTAINERS))
+            and name not in LOGIN_CONTAINERS)  # checked per client: protect_upstream_login
 
     def route(self, args: list[bytes]) -> Route:
         name = args[0].lower()
@@ -173,15 +174,13 @@ class CommandTable:
             route = subs.get(args[1].lower(), route)
         elif name in BLOCKING_IF_ARG and BLOCKING_IF_ARG[name] in (a.lower() for a in args[1:]):
             return Route.BLOCKING
-        if self._guard_login and name in LOGIN_CONTAINERS and route is not Route.REFUSED and login_exposure(args):
-            return Route.REFUSED
         return route
 
     def refusal(self, args: list[bytes]) -> str:
         """The ``-ERR`` text for a refused command."""
         name = args[0].decode(errors="replace").lower()
         full = f"{name}|{args[1].decode(errors='replace').lower()}" if len(args) > 1 else name
-        if self._guard_login and (why := login_exposure(args)):
+        if args[0].lower() in LOGIN_CONTAINERS and (why := login_exposure(args)):
             return f"ERR '{full.replace('|', ' ').upper()}' is not allowed through the sidecar: {why} " \
                    "(client_auth.protect_upstream_login)"
         for key in (full, name):
@@ -197,8 +196,7 @@ class CommandTable:
     @classmethod
     def for_config(cls, cfg: "Config") -> "CommandTable":
         """The table a configuration asks for (built at start and again on reload)."""
-        return cls(cfg.commands.deny, Route.SHARED if cfg.commands.unknown == "shared" else Route.REFUSED,
-                   guard_login=cfg.client_auth.protect_upstream_login and cfg.client_auth.mode in ("password", "none"))
+        return cls(cfg.commands.deny, Route.SHARED if cfg.commands.unknown == "shared" else Route.REFUSED)
 
     def classified(self) -> dict[str, Route]:
         """Every known command and container|subcommand with its class (for docs, admin and the differential test)."""
@@ -207,3 +205,9 @@ class CommandTable:
             for sub, route in subs.items():
                 out[f"{container.decode()}|{sub.decode()}"] = route
         return out
+
+
+def command_label(args: list[bytes]) -> bytes:
+    """The command as CLIENT LIST's ``cmd=`` and ACL errors name it: ``get``, or ``client|info``."""
+    name = args[0].lower()
+    return name + b"|" + args[1].lower() if name in CONTAINERS and len(args) > 1 else name

@@ -1,0 +1,384 @@
+"""One client connection: it reads commands one at a time and sends each where its route says.
+
+The data path: bytes -> ``RequestParser`` (one command at a time) -> ``CommandTable.route`` -> a local answer, a shared
+upstream connection, a connection of the client's own, or the pub/sub hub -> a ``Slot`` -> the client, in order.
+
+One rule keeps a client's commands in the order it sent them: a client may move to another upstream connection
+(after SELECT, HELLO, AUTH, for a transaction or a blocking call) only once nothing of it is in flight. A command that
+must wait (for that, for a lease, for a credential check) is *held*; nothing after it is read until it runs, so every
+state change takes effect exactly where the client put it. Parsing one command at a time also means each command is
+judged by the limits in force once every earlier command took effect (a big SET pipelined after AUTH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from ..access.auth import Identity
+from ..commands.table import LOGIN_CONTAINERS, Route, login_exposure
+from ..runtime import RuntimeHandle
+from ..services.pubsub import Membership
+from ..upstream.connection import UpstreamConnection
+from ..upstream.credentials import PoolKey
+from ..wire import resp
+from . import routes
+from .forwarding import Forwarding
+from .output import ReplyQueue, Slot
+from .state import LeaseKind, ReplyMode, Tx, Wait
+
+log = logging.getLogger("sidecar.client")
+
+PREAUTH = frozenset({b"auth", b"hello", b"quit", b"reset"})
+# Commands allowed while a RESP2 client is subscribed, as Redis enforces them.
+SUBSCRIBED_ALLOWED = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
+                                b"sunsubscribe", b"ping", b"quit", b"reset"})
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+HELD_READ_LIMIT = 1 << 20  # bytes read ahead while a command is held, before the client is paused
+
+
+class Session(ReplyQueue, Forwarding, asyncio.Protocol):
+    __slots__ = (
+        "handle", "id", "parser", "transport", "addr", "laddr", "created", "last_active", "last_command",
+        "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
+        "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
+        "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
+        "writing_paused", "received", "__weakref__")
+
+    def __init__(self, handle: RuntimeHandle) -> None:
+        rt = handle.current
+        self.handle = handle
+        self.id = rt.registry.next_id()
+        self.parser = resp.RequestParser(rt.limits)
+        self.transport: asyncio.Transport | None = None
+        self.addr = self.laddr = ""
+        self.created = self.last_active = time.monotonic()
+        self.last_command = b"NULL"
+        self.identity: Identity | None = rt.auth.initial()
+        self.parser.authenticated = self.identity is not None
+        self.db = rt.cfg.upstream.db
+        self.proto = 2
+        self.name: str | None = None
+        self.lib_name = self.lib_ver = ""
+        self.reply_mode = ReplyMode.ON
+        self.skip_next = self.skipping = False
+        self.key: PoolKey | None = None  # the shared pool for (login, db, protocol); None: work it out again
+        self.conn: UpstreamConnection | None = None  # the shared connection of the commands in flight
+        self.inflight = 0
+        self.switching = False  # the pool changed while commands were in flight: finish those first
+        self.lease: UpstreamConnection | None = None
+        self.lease_kind: LeaseKind | None = None
+        self.tx = Tx.NONE
+        self.subs: Membership | None = None
+        self.plain = False  # nothing about this client changes how a plain shared command is routed
+        self.wait: Wait | None = None
+        self.held: tuple[list[bytes], bytes] | None = None
+        self.task: asyncio.Future[Any] | None = None
+        self.slots: deque[Slot] = deque()
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.closing = self.closed = False
+        self.reading_paused = self.writing_paused = False
+        self.received = 0.0
+
+    # -- derived state ------------------------------------------------------------------------------------------------
+    @property
+    def quiet(self) -> bool:
+        """Replies made now are dropped (CLIENT REPLY OFF, or SKIP for this one command)."""
+        return self.reply_mode is ReplyMode.OFF or self.skipping
+
+    @property
+    def reply_off(self) -> bool:
+        return self.reply_mode is ReplyMode.OFF
+
+    @property
+    def subscribed(self) -> bool:
+        return self.subs is not None and self.subs.active
+
+    @property
+    def login(self):  # noqa: ANN201 - Credential | None: the upstream login this client's commands run as
+        return self.identity.login if self.identity is not None else None
+
+    def refresh_plain(self) -> None:
+        self.plain = (self.identity is not None and self.lease is None and self.tx is Tx.NONE
+                      and not self.subscribed and self.reply_mode is ReplyMode.ON and not self.skip_next
+                      and not self.closing)
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        rt = self.handle.current
+        self.addr = _fmt_addr(transport.get_extra_info("peername"))
+        self.laddr = _fmt_addr(transport.get_extra_info("sockname"))
+        transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
+        if not rt.registry.add(self, rt.cfg.limits.max_clients):
+            transport.write(resp.error("ERR max number of clients reached"))
+            transport.close()
+            self.closed = True
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client connected", extra={"event": "client_connected", "client": self.id, "addr": self.addr})
+        self.refresh_plain()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.received = time.perf_counter() if self.handle.current.sampler.every else 0.0
+        self.parser.feed(data)
+        if self.wait is None:
+            self.pump()
+        elif self.parser.buffered > HELD_READ_LIMIT:
+            self.pause_reading()
+
+    def eof_received(self) -> bool:
+        if self.lease is not None or self.subscribed or self.wait is Wait.LEASE:
+            return False  # a blocked call or a subscription would outlive a half-closed client: close now
+        self.close_after_replies()  # a pipeline piped in by `nc` still gets its replies
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rt = self.handle.current
+        self.closed = self.closing = True
+        rt.registry.remove(self)
+        rt.output.report(self, 0)
+        if self.task is not None:
+            self.task.cancel()
+        if self.lease is not None:
+            self.release_lease(force_close=True)
+        if self.subs is not None:
+            routes.drop_subscriptions(self)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client disconnected", extra={
+                "event": "client_disconnected", "client": self.id, "addr": self.addr,
+                "user": self.identity.user if self.identity else "", "client_name": self.name or "",
+                "lib": self.lib_name, "age_s": round(time.monotonic() - self.created, 3)})
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self.handle.current.output.report(self, self.out_size)
+        self.maybe_resume_reading()
+
+    # -- reading commands ---------------------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Dispatch the commands read so far, one at a time, until one must wait."""
+        rt = self.handle.current
+        parser, plain_shared = self.parser, rt.table.plain_shared
+        fast = 0
+        last: list[bytes] | None = None
+        while self.wait is None and not self.closing:
+            try:
+                command = parser.next()
+            except resp.ProtocolError as exc:
+                self.protocol_error(exc)
+                break
+            if command is None:
+                break
+            args, raw = command
+            if self.plain and args[0].lower() in plain_shared:  # the common case, without the general checks
+                last = args
+                if self.forward_shared(args, raw) is not None:
+                    fast += 1
+                continue
+            self.dispatch(args, raw)
+        if last is not None:
+            self.last_command, self.last_active = last, time.monotonic()
+        if fast:
+            stats = rt.stats
+            stats.commands += fast
+            stats.by_route["shared"] = stats.by_route.get("shared", 0) + fast
+        if len(self.slots) >= rt.cfg.limits.max_pipeline or (self.wait is not None
+                                                              and parser.buffered > HELD_READ_LIMIT):
+            self.pause_reading()
+
+    def dispatch(self, args: list[bytes], raw: bytes) -> None:
+        rt = self.handle.current
+        name = args[0].lower()
+        self.last_command, self.last_active = args, time.monotonic()
+        rt.stats.commands += 1
+        if self.skip_next:  # CLIENT REPLY SKIP: this command's replies are dropped, whatever answers them
+            self.skip_next, self.skipping = False, True
+        try:
+            if self.identity is None and name not in PREAUTH and not self.admit(args, raw):
+                return
+            route = rt.table.route(args)
+            rt.stats.by_route[route.value] = rt.stats.by_route.get(route.value, 0) + 1
+            identity = self.identity
+            if identity is not None and identity.guarded and name in LOGIN_CONTAINERS \
+                    and rt.cfg.client_auth.protect_upstream_login and login_exposure(args) is not None:
+                route = Route.REFUSED  # (the table's refusal text names the guard; in MULTI it aborts the EXEC)
+            if self.proto == 2 and self.subscribed and name not in SUBSCRIBED_ALLOWED:
+                self.reply(resp.error(
+                    f"ERR Can't execute '{name.decode(errors='replace')}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                    "PING / QUIT / RESET are allowed in this context"))
+            elif not routes.in_transaction(self, name, args, raw, route):
+                routes.ROUTES[route](self, name, args, raw)
+        finally:
+            if self.wait is not None and self.skipping and self.held is not None:
+                self.skip_next = True  # held: its reply is skipped when it runs
+            self.skipping = False
+            self.refresh_plain()
+
+    def admit(self, args: list[bytes], raw: bytes, refusal: bytes = NOAUTH) -> bool:
+        """A command before any AUTH: in passthrough mode the upstream decides whether an unauthenticated client
+        may run it (its default user has no password); elsewhere, or when it may not, ``refusal``."""
+        auth = self.handle.current.auth
+        known, identity = auth.anonymous_known()
+        if identity is not None:
+            self.set_identity(identity)
+            return True
+        if known or auth.cfg.mode != "passthrough":
+            self.reply(refusal)
+            return False
+
+        def admitted(result: Identity | None | BaseException) -> None:
+            if isinstance(result, Identity):
+                self.set_identity(result)  # the held command runs next
+            else:
+                self.held = None
+                self.reply(refusal)
+
+        self.suspend(Wait.AUTH, auth.anonymous(), admitted, held=(args, raw))
+        return False
+
+    # -- waiting ------------------------------------------------------------------------------------------------------
+    def suspend(self, wait: Wait, work: Awaitable[Any], then: Callable[[Any], None],
+                held: tuple[list[bytes], bytes] | None = None) -> None:
+        """Read nothing more until ``work`` is done; then ``then(result or exception)``, then the held command."""
+        self.wait, self.held = wait, held
+        task = self.task = asyncio.ensure_future(work)
+
+        def finished(done: asyncio.Future[Any]) -> None:
+            self.task = None
+            if done.cancelled():
+                return
+            exc = done.exception()
+            then(exc if exc is not None else done.result())
+            if not self.closed:
+                self.resume()
+
+        task.add_done_callback(finished)
+
+    def hold(self, wait: Wait, args: list[bytes], raw: bytes) -> None:
+        """Keep this command until the wait ends (``resume``)."""
+        self.wait, self.held = wait, (args, raw)
+
+    def resume(self) -> None:
+        self.wait = None
+        held, self.held = self.held, None
+        if held is not None:
+            self.dispatch(*held)
+        if self.wait is None and not self.closing:
+            self.pump()
+        self.maybe_resume_reading()
+
+    def idle_upstream(self) -> None:
+        """Nothing of this client is in flight: it may change connections now."""
+        self.switching = False
+        self.conn = None
+        if self.lease is not None and self.lease_kind is LeaseKind.CALL:
+            self.release_lease(force_close=False)
+        elif self.lease is not None and self.lease_kind is LeaseKind.TRANSACTION and self.tx is Tx.NONE:
+            self.release_lease(force_close=False)
+        if self.wait is Wait.DRAIN:
+            self.handle.current.loop.call_soon(self.resume)
+
+    # -- state changes (SELECT, HELLO, AUTH, RESET) -------------------------------------------------------------------
+    def rekey(self) -> None:
+        """The client's db, protocol or login changed: later commands use another pool, after the earlier ones."""
+        self.key = None
+        if self.inflight and self.lease is None:
+            self.switching = True
+
+    def set_identity(self, identity: Identity) -> None:
+        old = self.login
+        self.identity = identity
+        self.parser.authenticated = True
+        if identity.login != old:
+            if self.lease is not None:
+                self.lease_state_change([b"AUTH", *self.effective_login().auth_args()])
+            self.rekey()
+
+    def set_db(self, db: int) -> None:
+        self.db = db
+        self.rekey()
+
+    def set_proto(self, proto: int) -> None:
+        if proto != self.proto:
+            self.proto = proto
+            if self.lease is not None:
+                self.lease_state_change([b"HELLO", b"%d" % proto])
+            self.rekey()
+
+    def reset(self) -> None:
+        """RESET: leave every mode, forget name and db, authenticate again where the sidecar requires it."""
+        rt = self.handle.current
+        if self.lease is not None:
+            self.release_lease(force_close=self.lease_kind is LeaseKind.SESSION or self.tx is not Tx.NONE)
+        self.tx = Tx.NONE
+        if self.subs is not None:
+            routes.drop_subscriptions(self)
+        self.identity = rt.auth.initial()
+        self.parser.authenticated = self.identity is not None
+        self.proto, self.db, self.name = 2, rt.cfg.upstream.db, None
+        self.reply_mode, self.skip_next = ReplyMode.ON, False  # (a skipped RESET's own reply stays skipped)
+        self.rekey()
+
+    # -- closing and flow control ------------------------------------------------------------------------------------
+    def protocol_error(self, exc: resp.ProtocolError) -> None:
+        self.reply(resp.error(f"ERR {exc}"))
+        self.handle.current.stats.protocol_errors += 1
+        log.info("client %s closed: %s", self.addr, exc)
+        self.close_after_replies()
+
+    def close_after_replies(self) -> None:
+        """QUIT, EOF or a protocol error: send what is pending, then close; read nothing more."""
+        self.closing = True
+        self.plain = False
+        self.held = None
+        if self.transport is not None and not self.slots and not self.out:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once (CLIENT KILL, output limits): nothing pending is sent."""
+        self.closed = self.closing = True
+        self.out.clear()
+        self.out_size = 0
+        if self.transport is not None:
+            self.transport.abort()
+
+    def subscription_lost(self, reason: str) -> None:
+        """The hub cannot keep this client's subscriptions (its login was refused upstream): close it, as Redis
+        closes a client whose user was removed."""
+        log.info("client %s closed: its subscriptions were lost (%s)", self.addr, reason)
+        self.abort()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def maybe_resume_reading(self) -> None:
+        if (self.reading_paused and not self.writing_paused and not self.closing and self.transport is not None
+                and len(self.slots) < self.handle.current.cfg.limits.max_pipeline // 2
+                and (self.wait is None or self.parser.buffered < HELD_READ_LIMIT)):
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    @property
+    def busy(self) -> bool:
+        """Something is pending or open for this client (drain waits for it)."""
+        return bool(self.slots or self.out or self.wait is not None or self.tx is not Tx.NONE or self.held)
+
+
+def _fmt_addr(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr or "")

@@ -1,0 +1,124 @@
+"""The one object every client session shares, in uvicorn's manner: sessions read through it and nothing else.
+
+A ``Runtime`` is built from a validated ``Config``; a reload builds a new one (keeping the upstream connections when
+the upstream and its login did not change) and swaps it in the ``RuntimeHandle`` every session holds. No session is
+ever patched: each reads the runtime in force when it handles its next command, and moves to new upstream
+connections once its in-flight commands are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .access.auth import Authenticator, Identity
+from .access.permissions import Permissions
+from .commands.table import CommandTable
+from .config import Config
+from .services.pubsub import Hub
+from .services.registry import ClientRegistry
+from .services.stats import Sampler, Stats
+from .upstream.control import Control
+from .upstream.credentials import PoolKey
+from .upstream.manager import UpstreamManager
+from .wire.resp import RequestLimits
+
+# Upstream settings that name another server or login: a change means new connections (a new manager).
+TARGET_FIELDS = ("host", "port", "unix_socket", "username", "password", "tls")
+
+
+def _no_admin(args: list[bytes], proto: int, identity: Identity | None) -> bytes:
+    return b"-ERR admin commands are not available\r\n"
+
+
+@dataclass(slots=True)
+class Hooks:
+    """Upward calls, set by the layer that wires the sidecar together (ops answers these; sessions call them)."""
+
+    info_section: Callable[[], str] = lambda: ""
+    admin: Callable[[list[bytes], int, Identity | None], bytes] = _no_admin
+
+
+@dataclass(slots=True, eq=False)
+class Runtime:
+    cfg: Config
+    loop: asyncio.AbstractEventLoop
+    table: CommandTable
+    manager: UpstreamManager
+    control: Control
+    auth: Authenticator
+    permissions: Permissions
+    hub: Hub
+    limits: RequestLimits
+    stats: Stats
+    registry: ClientRegistry
+    sampler: Sampler
+    hooks: Hooks
+    output: "OutputBudget" = field(default_factory=lambda: OutputBudget())
+
+    @property
+    def default_key(self) -> PoolKey:
+        return PoolKey(self.manager.login, self.cfg.upstream.db, 2)
+
+    @classmethod
+    def build(cls, cfg: Config, loop: asyncio.AbstractEventLoop, previous: "Runtime | None" = None) -> "Runtime":
+        """A runtime for ``cfg``; with ``previous``, its upstream connections, counters and clients carry over
+        unless the upstream server or login changed."""
+        same_target = previous is not None and all(
+            getattr(previous.cfg.upstream, f) == getattr(cfg.upstream, f) for f in TARGET_FIELDS)
+        if previous is not None and same_target:
+            manager, control, hub = previous.manager, previous.control, previous.hub
+            manager.configure(cfg.upstream, cfg.pool)
+        else:
+            manager = UpstreamManager(cfg.upstream, cfg.pool, loop)
+            control, hub = Control(manager), Hub(manager)
+        auth = Authenticator(cfg.client_auth, manager.login, control, cfg.limits.auth_failures_per_minute)
+        permissions = Permissions(control, manager.login, cfg.client_auth.passthrough_ttl)
+
+        def credential_lost(login) -> None:  # noqa: ANN001 - the upstream refused a login or killed its connections
+            auth.forget(login)
+            permissions.forget(login)
+
+        manager.on_credential_lost = credential_lost
+        sampler = previous.sampler if previous else Sampler(cfg.metrics.latency_sample)
+        sampler.every = cfg.metrics.latency_sample
+        return cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg), manager=manager, control=control,
+                   auth=auth, permissions=permissions, hub=hub,
+                   limits=RequestLimits(max_bulk_len=cfg.limits.proto_max_bulk_len,
+                                        max_multibulk_len=cfg.limits.max_multibulk_len),
+                   stats=previous.stats if previous else Stats(),
+                   registry=previous.registry if previous else ClientRegistry(), sampler=sampler,
+                   hooks=previous.hooks if previous else Hooks(),
+                   output=previous.output if previous else OutputBudget())
+
+
+class OutputBudget:
+    """Replies queued for all clients together (``limits.total_output_buffer``): each session reports what it
+    holds, and the largest holder is cut off when the total passes the bound."""
+
+    __slots__ = ("total", "holders")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.holders: dict[object, int] = {}
+
+    def report(self, holder: object, size: int) -> None:
+        before = self.holders.get(holder, 0)
+        if size:
+            self.holders[holder] = size
+        elif before:
+            del self.holders[holder]
+        self.total += size - before
+
+    def largest(self) -> object | None:
+        return max(self.holders, key=self.holders.__getitem__) if self.holders else None
+
+
+class RuntimeHandle:
+    """What a session holds: the runtime in force, swapped whole by a reload."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime

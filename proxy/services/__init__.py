@@ -1,0 +1,1 @@
+"""What every client session shares: the pub/sub hub, the counters, the client registry."""
