@@ -311,7 +311,11 @@ CLIENT: dict[bytes, Callable[["Session", list[bytes]], bytes | None]] = {
 
 
 def cmd_client(s: "Session", args: list[bytes]) -> None:
-    out = CLIENT[args[1].lower()](s, args)
+    handler = CLIENT.get(args[1].lower())
+    if handler is None:  # routed LOCAL (CLIENT KILL/UNBLOCK) but not emulated yet
+        s.reply(resp.error(f"ERR 'CLIENT {args[1].decode(errors='replace').upper()}' is not emulated by the sidecar"))
+        return
+    out = handler(s, args)
     if out is not None:
         s.reply(out)
 

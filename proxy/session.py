@@ -217,6 +217,9 @@ class Session(asyncio.Protocol):
 
     def _dispatch_route(self, route: Route, name: bytes, args: list[bytes], raw: bytes) -> None:
         if route is Route.SHARED:
+            if name == b"ping" and self.subs is not None and self.subs.active:
+                local.handle(self, name, args)  # a subscribed client's PING is answered in its subscribed form
+                return
             slot = self.forward(raw)
             if name in PUBLISH_COMMANDS and slot is not None and len(args) == 3:
                 slot.transform = self.server.hub.publish_transform(name, args[1])
@@ -224,7 +227,7 @@ class Session(asyncio.Protocol):
             local.handle(self, name, args)
         elif route is Route.TRANSACTION:
             self._transaction(name, args, raw)
-        elif route is Route.BLOCKING:
+        elif route in (Route.BLOCKING, Route.WAIT, Route.CONTROL):  # each on a connection leased for the call
             self._blocking(args, raw)
         elif route is Route.PUBSUB:
             self.server.hub.command(self, name, args)
@@ -470,7 +473,7 @@ class Session(asyncio.Protocol):
 
     def _queue_in_multi(self, name: bytes, args: list[bytes], raw: bytes, route: Route) -> None:
         """Inside MULTI every command goes to the transaction's connection, where the upstream queues it."""
-        if route in (Route.SHARED, Route.BLOCKING) or name in TRANSACTION_LOCAL_OK:
+        if route in (Route.SHARED, Route.BLOCKING, Route.WAIT, Route.CONTROL) or name in TRANSACTION_LOCAL_OK:
             self.forward(raw)
             return
         # Not queueable through a proxy (AUTH, SELECT, HELLO, CLIENT ..., subscriptions, refused commands): an error
