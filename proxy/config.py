@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from .commands.routes import ALLOWABLE, command_key
+
 ENV_PREFIX = "REDIS_SIDECAR_"
 
 
@@ -118,6 +120,10 @@ class LimitsConfig:
 class CommandsConfig:
     deny: tuple[str, ...] = ()
     unknown: str = "shared"
+    # development: the refused development commands (DEBUG, CLIENT PAUSE, replication ...) run on a connection of
+    # the client's own; allow opens some of them (and SHUTDOWN) by name in any profile
+    profile: str = "production"
+    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,7 @@ def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list of users")
         return tuple(_section(ClientUser, u, f"{path}[{i}]") for i, u in enumerate(value))
-    if path in ("listen", "commands.deny"):
+    if path in ("listen", "commands.deny", "commands.allow"):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -360,6 +366,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("client_auth.users: user names must be unique")
     if cfg.commands.unknown not in ("shared", "refused"):
         raise ConfigError(f"commands.unknown: must be shared or refused, got {cfg.commands.unknown!r}")
+    if cfg.commands.profile not in ("production", "development"):
+        raise ConfigError(f"commands.profile: must be production or development, got {cfg.commands.profile!r}")
+    for name in cfg.commands.allow:
+        if command_key(name) not in ALLOWABLE:
+            raise ConfigError(f"commands.allow: {name!r} cannot be allowed; allowable: "
+                              f"{', '.join(sorted(k.replace('|', ' ').upper() for k in ALLOWABLE))}")
+        if command_key(name) in {command_key(d) for d in cfg.commands.deny}:
+            raise ConfigError(f"commands.allow: {name!r} is also in commands.deny")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log.level: must be debug, info, warning or error, got {cfg.log.level!r}")
     if cfg.log.format not in ("text", "logfmt", "json"):

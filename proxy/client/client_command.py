@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ..commands.table import command_label
 from ..services.pubsub import Kind
 from ..upstream.credentials import PoolKey
 from ..wire import resp
@@ -54,7 +53,7 @@ def info_fields(s: "Session") -> dict[str, object]:
         "multi": -1 if s.tx not in (Tx.MULTI, Tx.MULTI_ABORTED) else 0,
         "qbuf": qbuf, "qbuf-free": 0, "argv-mem": sum(map(len, args)), "multi-mem": 0, "rbs": 0, "rbp": 0,
         "obl": 0, "oll": len(s.slots), "omem": omem, "tot-mem": omem + qbuf,
-        "events": "rw" if s.out or omem else "r", "cmd": command_label(args).decode(errors="replace"),
+        "events": "rw" if s.out or omem else "r", "cmd": s.handle.current.table.label(args).decode(errors="replace"),
         "user": s.identity.user if s.identity else "default", "redir": -1, "resp": s.proto,
         "lib-name": s.lib_name, "lib-ver": s.lib_ver,
     }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import hiredis
 
-from ..commands.table import Route
+from ..commands.routes import Route
 from ..services.pubsub import Kind
 from ..upstream.credentials import PoolKey
 from ..wire import resp

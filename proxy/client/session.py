@@ -19,7 +19,8 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from ..access.auth import Identity
-from ..commands.table import LOGIN_CONTAINERS, Route, login_exposure
+from ..commands.guard import LOGIN_CONTAINERS, login_exposure
+from ..commands.routes import Route
 from ..runtime import RuntimeHandle
 from ..services.pubsub import Membership
 from ..upstream.connection import UpstreamConnection

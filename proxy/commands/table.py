@@ -1,180 +1,137 @@
-"""The command table: which routing class each Redis 7.x / Valkey 8-9 command belongs to.
+"""The command table: which routing class each command belongs to, and what the server says about it.
 
-This module is data. The router asks ``CommandTable.route(args)`` once per command; the answer decides where the
-command runs. The classes, in the spirit of PgBouncer's pool modes:
+The router asks ``CommandTable.route(args)`` once per command; for almost every command that is one dict lookup.
+Classes come from the server's flags (``CommandTable.learn(COMMAND reply)``), or before that from the static
+lists in ``routes``, with ``routes.OVERRIDES`` on top, then the configuration: ``commands.deny`` refuses,
+``commands.profile: development`` and ``commands.allow`` open the development commands as SESSION. What would show
+or change the sidecar's own login (``guard``) is judged per client by the session, since it depends on who the
+client is: the table only keeps those commands off the fast path and words the refusal.
 
-- LOCAL: answered by the sidecar itself (the connection handshake and per-client state), no upstream round trip;
-- SHARED: pipelined onto a shared, already-authenticated upstream connection with other clients' commands;
-- TRANSACTION: MULTI/EXEC/DISCARD/WATCH/UNWATCH: a connection is leased from WATCH or MULTI until the end;
-- BLOCKING: a connection is leased for one blocking call, so nobody else waits behind it;
-- PUBSUB: (un)subscriptions, served by the shared subscription hub;
-- SESSION: leaves per-connection state upstream (MONITOR, CLIENT TRACKING, ...): the client gets a connection of
-  its own for the rest of its session;
-- REFUSED: would break the sidecar or other clients (SHUTDOWN, CLIENT KILL, replication ...): a clear ``-ERR``.
+A command the sidecar does not know (a module's, or one newer than Redis 7.0 / Valkey 9) is routed by its flags
+once learned (``blocking`` leased, subscriptions to the hub, the rest shared); with ``commands.unknown: refused``
+every such command is refused.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..wire.glob import glob_match
+from .guard import LOGIN_CONTAINERS, login_exposure
+from .routes import (ALLOW_ONLY, BLOCKING_IF_ARG, CONTAINERS, DEVELOPMENT, EXPLICIT_CONTAINERS, KNOWN_COMMANDS,
+                     OVERRIDES, PUBLISH_COMMANDS, STATIC_BLOCKING, STATIC_PUBSUB, Route, command_key)
+from .spec import CommandSpec, parse_command_reply
 
 if TYPE_CHECKING:
     from ..config import Config
 
+__all__ = ["CONTAINERS", "CommandSpec", "CommandTable", "Route", "login_exposure"]
 
-class Route(enum.Enum):
-    LOCAL = "local"
-    SHARED = "shared"
-    TRANSACTION = "transaction"
-    BLOCKING = "blocking"
-    WAIT = "wait"
-    PUBSUB = "pubsub"
-    SESSION = "session"
-    CONTROL = "control"
-    REFUSED = "refused"
+_Entry = tuple[Route, dict[bytes, Route], Route]  # own route, subcommand routes, route of an unlisted subcommand
 
 
-def _names(text: str) -> list[str]:
-    return text.split()
+def flag_route(spec: CommandSpec) -> Route:
+    """The class a command's flags give it."""
+    if spec.blocking:
+        return Route.BLOCKING
+    if "pubsub" in spec.flags and spec.name.endswith("subscribe"):
+        return Route.PUBSUB
+    return Route.SHARED
 
 
-# Every command of Redis 7.0 and Valkey 9 not listed in a class below is SHARED.
-_ALL = _names("""
-    acl append asking auth bgrewriteaof bgsave bitcount bitfield bitfield_ro bitop bitpos blmove blmpop blpop brpop
-    brpoplpush bzmpop bzpopmax bzpopmin client cluster clusterscan command commandlog config copy dbsize debug decr
-    decrby del delifeq discard dump echo eval eval_ro evalsha evalsha_ro exec exists expire expireat expiretime failover
-    fcall fcall_ro flushall flushdb function geoadd geodist geohash geopos georadius georadius_ro georadiusbymember
-    georadiusbymember_ro geosearch geosearchstore get getbit getdel getex getrange getset hdel hello hexists hexpire
-    hexpireat hexpiretime hget hgetall hgetdel hgetex hincrby hincrbyfloat hkeys hlen hmget hmset hpersist hpexpire
-    hpexpireat hpexpiretime hpttl hrandfield hscan hset hsetex hsetnx hstrlen httl hvals incr incrby incrbyfloat info
-    keys lastsave latency lcs lindex linsert llen lmove lmpop lolwut lpop lpos lpush lpushx lrange lrem lset ltrim memory
-    mget migrate module monitor move mset msetex msetnx multi object persist pexpire pexpireat pexpiretime pfadd pfcount
-    pfdebug pfmerge pfselftest ping psetex psubscribe psync pttl publish pubsub punsubscribe quit randomkey readonly
-    readwrite rename renamenx replconf replicaof reset restore restore-asking role rpop rpoplpush rpush rpushx sadd save
-    scan scard script sdiff sdiffstore select set setbit setex setnx setrange shutdown sinter sintercard sinterstore
-    sismember slaveof slowlog smembers smismember smove sort sort_ro spop spublish srandmember srem sscan ssubscribe
-    strlen subscribe substr sunion sunionstore sunsubscribe swapdb sync time touch ttl type unlink unsubscribe unwatch
-    wait waitaof watch xack xadd xautoclaim xclaim xdel xgroup xinfo xlen xpending xrange xread xreadgroup xrevrange
-    xsetid xtrim zadd zcard zcount zdiff zdiffstore zincrby zinter zintercard zinterstore zlexcount zmpop zmscore
-    zpopmax zpopmin zrandmember zrange zrangebylex zrangebyscore zrangestore zrank zrem zremrangebylex
-    zremrangebyrank zremrangebyscore zrevrange zrevrangebylex zrevrangebyscore zrevrank zscan zscore zunion zunionstore
-""")
-
-_CLASSES: dict[Route, list[str]] = {
-    Route.LOCAL: _names("auth hello select echo quit reset info sidecar"),  # info: upstream's + "# Sidecar"
-    Route.TRANSACTION: _names("multi exec discard watch unwatch"),
-    Route.BLOCKING: _names("blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop"),
-    Route.WAIT: _names("wait waitaof"),
-    Route.PUBSUB: _names("subscribe psubscribe ssubscribe unsubscribe punsubscribe sunsubscribe"),
-    Route.SESSION: _names("monitor asking"),
-    Route.REFUSED: _names("shutdown debug pfdebug sync psync replconf replicaof slaveof failover"),
-}
-
-# Container commands whose subcommands differ in class; subcommands not listed take the container's class (SHARED).
-_SUBCOMMANDS: dict[str, dict[Route, list[str]]] = {
-    "client": {
-        Route.LOCAL: _names("setname getname id setinfo info list reply maint_notifications kill unblock"),
-        Route.SESSION: _names("tracking caching getredir trackinginfo no-evict no-touch capa"),
-        Route.REFUSED: _names("pause unpause import-source"),
-    },
-    "script": {Route.REFUSED: _names("debug"), Route.CONTROL: _names("kill")},
-    "function": {Route.CONTROL: _names("kill")},
-}
-
-# Commands whose first argument is a subcommand (CLIENT LIST's cmd= shows "client|info").
-CONTAINERS: frozenset[bytes] = frozenset(n.encode() for n in _names(
-    "acl client cluster command commandlog config function latency memory module object pubsub script slowlog "
-    "xgroup xinfo sidecar"))
-
-# Commands that block only when an argument is present (XREAD ... BLOCK ms ...).
-BLOCKING_IF_ARG: dict[bytes, bytes] = {b"xread": b"block", b"xreadgroup": b"block"}
-
-# Why a command is refused, for the error text the client sees.
-REFUSAL_REASONS: dict[str, str] = {
-    "shutdown": "it would stop the upstream server for every client of the sidecar",
-    "debug": "it can crash or stall the upstream server for every client",
-    "pfdebug": "it is an internal debugging command",
-    "sync": "replication streams cannot share a proxied connection",
-    "psync": "replication streams cannot share a proxied connection",
-    "replconf": "replication streams cannot share a proxied connection",
-    "replicaof": "changing replication affects every client of the sidecar",
-    "slaveof": "changing replication affects every client of the sidecar",
-    "failover": "changing replication affects every client of the sidecar",
-    "client|pause": "it would stall the shared connections of every client",
-    "client|unpause": "it would stall the shared connections of every client",
-    "client|import-source": "it marks a shared upstream connection",
-    "script|debug": "a script debugging session needs a connection of its own and blocks the server",
-}
-
-ALL_COMMANDS: frozenset[str] = frozenset(_ALL)
-
-# Where clients share the sidecar's own upstream login (client_auth.mode password or none), these would show a
-# client the upstream's secrets or let it change the login every client depends on.
-SECRET_CONFIG: tuple[bytes, ...] = (b"requirepass", b"masterauth", b"primaryauth", b"tls-key-file-pass",
-                                    b"tls-client-key-file-pass")
-LOGIN_CONTAINERS: frozenset[bytes] = frozenset({b"config", b"acl"})
-LOGIN_ACL: frozenset[bytes] = frozenset({b"list", b"getuser", b"setuser", b"deluser", b"load", b"save"})
-
-
-def login_exposure(args: list[bytes]) -> str | None:
-    """Why this command would expose or change the shared upstream login, or None if it would not."""
-    name = args[0].lower()
-    sub = args[1].lower() if len(args) > 1 else b""
-    if name == b"config" and sub == b"get":
-        if any(glob_match(pattern.lower(), secret) for pattern in args[2:] for secret in SECRET_CONFIG):
-            return "it would show the upstream password the sidecar logs in with; ask for the parameters by name"
-    elif name == b"config" and sub == b"set":
-        if any(param.lower() in SECRET_CONFIG for param in args[2::2]):
-            return "it would change the upstream password the sidecar logs in with"
-    elif name == b"acl" and sub in LOGIN_ACL:
-        return "ACL users and their passwords are managed upstream, not through the sidecar's shared login"
-    return None
+def _static_route(name: str) -> Route:
+    return Route.BLOCKING if name in STATIC_BLOCKING else Route.PUBSUB if name in STATIC_PUBSUB else Route.SHARED
 
 
 class CommandTable:
-    """Routing lookups, with the ops' deny-list and the default for commands the table does not know (modules)."""
+    """Routing lookups for one configuration, from the static lists or from what a server said (``learn``)."""
 
-    __slots__ = ("_routes", "_subroutes", "_unknown", "_denied", "plain_shared")
+    __slots__ = ("_simple", "_complex", "_classified", "_specs", "_unknown", "_denied", "_settings",
+                 "plain_shared", "containers")
 
-    def __init__(self, deny: Iterable[str] = (), unknown: Route = Route.SHARED) -> None:
-        self._routes: dict[bytes, Route] = {name.encode(): Route.SHARED for name in _ALL}
-        for route, names in _CLASSES.items():
-            for name in names:
-                self._routes[name.encode()] = route
-        self._subroutes: dict[bytes, dict[bytes, Route]] = {}
-        for container, classes in _SUBCOMMANDS.items():
-            table = self._subroutes.setdefault(container.encode(), {})
-            for route, names in classes.items():
-                for name in names:
-                    table[name.encode()] = route
+    def __init__(self, deny: Iterable[str] = (), unknown: Route = Route.SHARED, allow: Iterable[str] = (),
+                 profile: str = "production", specs: Mapping[str, CommandSpec] | None = None) -> None:
+        deny, allow = tuple(deny), tuple(allow)
+        self._settings = (deny, unknown, allow, profile)
         self._unknown = unknown
-        self._denied: frozenset[bytes] = frozenset(d.lower().replace(" ", "|").encode() for d in deny)
-        for name in self._denied:
-            if b"|" in name:
-                container, sub = name.split(b"|", 1)
-                self._subroutes.setdefault(container, {})[sub] = Route.REFUSED
+        self._specs: dict[bytes, CommandSpec] | None = (
+            None if specs is None else {spec.name.encode(): spec for spec in specs.values()})
+        routes: dict[str, Route] = {name: _static_route(name) for name in KNOWN_COMMANDS}
+        subs: dict[str, dict[str, Route]] = {}
+        for spec in (specs or {}).values():
+            route = flag_route(spec) if spec.name in KNOWN_COMMANDS or unknown is Route.SHARED else Route.REFUSED
+            routes[spec.name] = route
+            if route is not Route.REFUSED:  # an explicit container's subcommands are all in OVERRIDES or refused
+                explicit = EXPLICIT_CONTAINERS.get(spec.name)
+                subs[spec.name] = {name: explicit.route if explicit else flag_route(sub)
+                                   for name, sub in spec.subcommands.items()}
+        allowed = {command_key(a) for a in allow}
+        for key, override in OVERRIDES.items():
+            opened = (override.gate == DEVELOPMENT and (profile == "development" or key in allowed)) or \
+                     (override.gate == ALLOW_ONLY and key in allowed)
+            self._put(routes, subs, key, Route.SESSION if opened else override.route)
+        self._denied: frozenset[str] = frozenset(command_key(d) for d in deny)
+        for key in self._denied:
+            self._put(routes, subs, key, Route.REFUSED)
+        self._simple: dict[bytes, Route] = {}
+        self._complex: dict[bytes, _Entry] = {}
+        self._classified: dict[str, Route] = {}
+        for name, route in routes.items():
+            table, encoded = subs.get(name, {}), name.encode()
+            conditional = encoded in BLOCKING_IF_ARG and route is Route.BLOCKING  # shared unless BLOCK is given
+            default = EXPLICIT_CONTAINERS[name].route if name in EXPLICIT_CONTAINERS and route is not Route.REFUSED \
+                else route
+            self._classified[name] = Route.SHARED if conditional else route
+            self._classified.update({f"{name}|{sub}": r for sub, r in table.items()})
+            if conditional:
+                self._complex[encoded] = (Route.SHARED, {}, Route.SHARED)
+            elif default is not route or any(r is not default for r in table.values()) or \
+                    encoded in LOGIN_CONTAINERS:
+                self._complex[encoded] = (route, {s.encode(): r for s, r in table.items()}, default)
             else:
-                self._routes[name] = Route.REFUSED
+                self._simple[encoded] = route
         # SHARED whatever their arguments: the session's fast path forwards these without further checks
         self.plain_shared: frozenset[bytes] = frozenset(
-            name for name, route in self._routes.items()
-            if route is Route.SHARED and name not in self._subroutes and name not in BLOCKING_IF_ARG
-            and name not in (b"publish", b"spublish")  # their reply is adjusted for the pub/sub hub
-            and name not in LOGIN_CONTAINERS)  # checked per client: protect_upstream_login
+            name for name, route in self._simple.items() if route is Route.SHARED and name not in PUBLISH_COMMANDS)
+        self.containers: frozenset[bytes] = CONTAINERS | {name.encode() for name, table in subs.items() if table}
 
+    @staticmethod
+    def _put(routes: dict[str, Route], subs: dict[str, dict[str, Route]], key: str, route: Route) -> None:
+        if "|" in key:
+            container, sub = key.split("|", 1)
+            subs.setdefault(container, {})[sub] = route
+        else:
+            routes[key] = route
+            if route is Route.REFUSED:  # a refused container refuses every subcommand
+                subs[key] = {}
+
+    # -- the router's questions ---------------------------------------------------------------------------------------
     def route(self, args: list[bytes]) -> Route:
         name = args[0].lower()
-        route = self._routes.get(name)
-        if route is None:
+        route = self._simple.get(name)
+        if route is not None:
+            return route
+        entry = self._complex.get(name)
+        if entry is None:
             return self._unknown
-        subs = self._subroutes.get(name)
-        if subs is not None and len(args) > 1:
-            route = subs.get(args[1].lower(), route)
-        elif name in BLOCKING_IF_ARG and BLOCKING_IF_ARG[name] in (a.lower() for a in args[1:]):
-            return Route.BLOCKING
-        return route
+        own, subs, default = entry
+        if name in BLOCKING_IF_ARG:
+            return Route.BLOCKING if BLOCKING_IF_ARG[name] in (a.lower() for a in args[1:]) else own
+        return subs.get(args[1].lower(), default) if len(args) > 1 else own
+
+    def spec(self, args: list[bytes]) -> CommandSpec | None:
+        """What the server said about this command (the subcommand's spec for a container); None before ``learn``
+        and for commands or subcommands the server does not have."""
+        if self._specs is None:
+            return None
+        spec = self._specs.get(args[0].lower())
+        if spec is not None and spec.subcommands and len(args) > 1:
+            return spec.subcommands.get(args[1].lower().decode("utf-8", "replace"))
+        return spec
+
+    def label(self, args: list[bytes]) -> bytes:
+        """The command as CLIENT LIST's ``cmd=`` names it: ``get``, or ``client|info`` for a container command."""
+        name = args[0].lower()
+        return name + b"|" + args[1].lower() if name in self.containers and len(args) > 1 else name
 
     def refusal(self, args: list[bytes]) -> str:
         """The ``-ERR`` text for a refused command."""
@@ -184,30 +141,36 @@ class CommandTable:
             return f"ERR '{full.replace('|', ' ').upper()}' is not allowed through the sidecar: {why} " \
                    "(client_auth.protect_upstream_login)"
         for key in (full, name):
-            if key.encode() in self._denied:
+            if key in self._denied:
                 return f"ERR '{key.replace('|', ' ').upper()}' is disabled by the sidecar's configuration " \
                        "(commands.deny)"
         for key in (full, name):
-            if key in REFUSAL_REASONS:
-                return f"ERR '{key.replace('|', ' ').upper()}' is not allowed through the sidecar: " \
-                       f"{REFUSAL_REASONS[key]}"
+            override = OVERRIDES.get(key) or (EXPLICIT_CONTAINERS.get(key) if key != full else None)
+            if override is not None and override.route is Route.REFUSED:
+                shown = full if key in EXPLICIT_CONTAINERS else key
+                hint = {DEVELOPMENT: " (commands.profile: development or commands.allow opens it)",
+                        ALLOW_ONLY: " (only commands.allow opens it)"}.get(override.gate or "", "")
+                return f"ERR '{shown.replace('|', ' ').upper()}' is not allowed through the sidecar: " \
+                       f"{override.reason}{hint}"
         return f"ERR '{name.upper()}' is not served by the sidecar (commands.unknown is 'refused')"
 
+    # -- building and inspecting tables ----------------------------------------------------------------------------
+    def learn(self, reply: Iterable[Any]) -> "CommandTable":
+        """A table with this one's configuration and the classes the server's COMMAND reply gives."""
+        return CommandTable(*self._settings, specs=parse_command_reply(reply))
+
+    @property
+    def specs(self) -> Mapping[str, CommandSpec] | None:
+        """The learned specs (pass them to ``for_config`` so a reload keeps them); None for the static table."""
+        return None if self._specs is None else {spec.name: spec for spec in self._specs.values()}
+
     @classmethod
-    def for_config(cls, cfg: "Config") -> "CommandTable":
+    def for_config(cls, cfg: "Config", specs: Mapping[str, CommandSpec] | None = None) -> "CommandTable":
         """The table a configuration asks for (built at start and again on reload)."""
-        return cls(cfg.commands.deny, Route.SHARED if cfg.commands.unknown == "shared" else Route.REFUSED)
+        commands = cfg.commands
+        return cls(commands.deny, Route.SHARED if commands.unknown == "shared" else Route.REFUSED,
+                   allow=commands.allow, profile=commands.profile, specs=specs)
 
     def classified(self) -> dict[str, Route]:
         """Every known command and container|subcommand with its class (for docs, admin and the differential test)."""
-        out = {name.decode(): route for name, route in self._routes.items()}
-        for container, subs in self._subroutes.items():
-            for sub, route in subs.items():
-                out[f"{container.decode()}|{sub.decode()}"] = route
-        return out
-
-
-def command_label(args: list[bytes]) -> bytes:
-    """The command as CLIENT LIST's ``cmd=`` and ACL errors name it: ``get``, or ``client|info``."""
-    name = args[0].lower()
-    return name + b"|" + args[1].lower() if name in CONTAINERS and len(args) > 1 else name
+        return dict(self._classified)
