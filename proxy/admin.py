@@ -82,6 +82,7 @@ def info_fields(server: "Server") -> dict[str, object]:
         "process_id": os.getpid(),
         "sidecar_worker": server.worker if server.worker is not None else 0,
         "sidecar_workers": server.cfg.workers,
+        "wire_speedups": int(resp.SPEEDUPS),  # 1: the request parser and reply framer are the C extension's
         "uptime_in_seconds": int(time.monotonic() - server.started),
         "upstream_address": server.manager.address,
         "upstream_up": int(server.manager.healthy),
