@@ -7,5 +7,5 @@
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("proxy.wire._speedups", ["proxy/wire/_speedups.c"], optional=True,
-                             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                             extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

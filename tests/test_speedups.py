@@ -20,7 +20,7 @@ from proxy.wire.resp import RequestLimits
 from test_fuzz import FIXED, NASTY, replies, request_streams
 from wire import C_FRAMER, C_PARSER, NOT_BUILT
 
-pytestmark = pytest.mark.skipif(C_PARSER is None, reason=NOT_BUILT)
+needs_c = pytest.mark.skipif(C_PARSER is None, reason=NOT_BUILT)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +112,7 @@ def run_script(pair: Pair, chunks: list[bytes], data: st.DataObject) -> None:
     pair.drain()
 
 
+@needs_c
 @settings(max_examples=1500, **FIXED)
 @given(st.booleans(), st.data())
 def test_parsers_agree_on_any_request_stream_however_split_and_pulled(corrupt, data):
@@ -120,6 +121,7 @@ def test_parsers_agree_on_any_request_stream_however_split_and_pulled(corrupt, d
     run_script(pair, data.draw(request_streams(corrupt)), data)
 
 
+@needs_c
 @settings(max_examples=1000, **FIXED)
 @given(st.lists(st.binary(max_size=40) | st.sampled_from(NASTY), max_size=12), st.data())
 def test_parsers_agree_on_random_bytes(pieces, data):
@@ -128,6 +130,7 @@ def test_parsers_agree_on_random_bytes(pieces, data):
     run_script(pair, pieces, data)
 
 
+@needs_c
 @settings(max_examples=60, **FIXED)
 @given(st.integers(0, 40), st.integers(60_000, 200_000), st.sampled_from([1460, 4096, 65536, 70_001]), st.data())
 def test_parsers_agree_on_big_values_and_long_pipelines_in_pieces(small, size, piece, data):
@@ -145,6 +148,7 @@ def test_parsers_agree_on_big_values_and_long_pipelines_in_pieces(small, size, p
     assert pair.py.buffered == 0
 
 
+@needs_c
 def test_parsers_agree_on_inline_lines_at_the_64k_limit():
     for line in (b"x" * 65535, b"x" * 65536, b"x" * 65537, b'SET k "' + b"\\x41" * 16000 + b'"'):
         for end in (b"", b"\r\n", b"\n"):
@@ -183,6 +187,7 @@ def reply_streams(draw, corrupt: bool) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
 
 
+@needs_c
 @settings(max_examples=1500, **FIXED)
 @given(st.booleans(), st.data())
 def test_framers_agree_on_any_reply_stream_however_split_and_pulled(corrupt, data):
@@ -191,6 +196,7 @@ def test_framers_agree_on_any_reply_stream_however_split_and_pulled(corrupt, dat
     run_script(framers(), data.draw(reply_streams(corrupt)), data)
 
 
+@needs_c
 @settings(max_examples=30, **FIXED)
 @given(st.integers(1_000, 120_000), st.sampled_from([1460, 65536, 100_000]), st.data())
 def test_framers_agree_on_big_aggregates_in_pieces(elements, piece, data):
@@ -221,16 +227,18 @@ def frame_in_pieces(framer_cls: type, data: bytes, piece: int) -> tuple[float, l
     return time.perf_counter() - started, frames
 
 
+@needs_c
 @pytest.mark.parametrize("piece", [65536, 1460])
 def test_a_100k_element_reply_costs_c_speed_per_element_however_split(piece):
     """One SMEMBERS of 100k members (1.9 MB) must not hold the event loop for tens of ms: the Python framer takes
-    over 100 ms; C takes a few ms, in 64 KiB reads or in 1460-byte segments (no rescan, no quadratic copy)."""
+    35 ms or more; C takes 1-3 ms, in 64 KiB reads or in 1460-byte segments (no rescan, no quadratic copy)."""
     best = min(frame_in_pieces(C_FRAMER, SET_100K, piece)[0] for _ in range(3))
     _, frames = frame_in_pieces(C_FRAMER, SET_100K, piece)
     assert frames == [SET_100K]
-    assert best < 0.03, f"{best * 1000:.1f} ms for 100k elements"
+    assert best < 0.01, f"{best * 1000:.1f} ms for 100k elements"
 
 
+@needs_c
 def test_a_big_reply_in_pieces_holds_memory_in_proportion_and_gives_it_back():
     framer = C_FRAMER()
     pieces = [SET_100K[i:i + 1460] for i in range(0, len(SET_100K), 1460)]
@@ -250,6 +258,7 @@ def test_a_big_reply_in_pieces_holds_memory_in_proportion_and_gives_it_back():
     assert held_after - before < len(SET_100K) + 300_000  # the frame; the buffer was given back
 
 
+@needs_c
 def test_the_c_classes_raise_the_python_protocol_error_and_refuse_bad_setup():
     parser = C_PARSER()
     parser.feed(b"*1\r\n+PING\r\n")
@@ -272,12 +281,11 @@ def implementation_with(value: str | None) -> str:
                           check=True).stdout.strip()
 
 
+PYTHON = "False PyRequestParser proxy.wire.resp"
+C_IF_BUILT = "True RequestParser proxy.wire._speedups" if C_PARSER is not None else PYTHON
+
+
 @pytest.mark.parametrize("value,expected", [
-    (None, "True RequestParser proxy.wire._speedups"),
-    ("0", "True RequestParser proxy.wire._speedups"),
-    ("", "True RequestParser proxy.wire._speedups"),
-    ("1", "False PyRequestParser proxy.wire.resp"),
-    ("yes", "False PyRequestParser proxy.wire.resp"),
-])
-def test_the_extension_serves_unless_REDIS_SIDECAR_NO_EXTENSIONS_says_no(value, expected):
+    (None, C_IF_BUILT), ("0", C_IF_BUILT), ("", C_IF_BUILT), ("1", PYTHON), ("yes", PYTHON)])
+def test_the_extension_serves_when_built_unless_REDIS_SIDECAR_NO_EXTENSIONS_says_no(value, expected):
     assert implementation_with(value) == expected

@@ -53,10 +53,10 @@ def _parse(parser_cls: type, data: bytes, chunk: int | None = None) -> int:
 
 @pytest.mark.parametrize("parser_cls", PARSERS)
 @pytest.mark.parametrize("name,data,expected", [
-    ("get", GET, 1),
-    ("handshake", HANDSHAKE, 4),
-    ("pipeline16", PIPELINE_16, 16),
-    ("set64k", SET_64K, 1),
+    pytest.param("get", GET, 1, id="get"),
+    pytest.param("handshake", HANDSHAKE, 4, id="handshake"),
+    pytest.param("pipeline16", PIPELINE_16, 16, id="pipeline16"),
+    pytest.param("set64k", SET_64K, 1, id="set64k"),
 ])
 def test_request_parsing(benchmark, parser_cls, name, data, expected):
     benchmark.group = f"parse {name}"
