@@ -9,6 +9,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from proxy.wire import resp
+
 
 def describe(server: str) -> dict:
     return {
@@ -20,6 +22,7 @@ def describe(server: str) -> dict:
         "redis_py": _version("redis"),
         "hiredis": _version("hiredis"),
         "uvloop": _version("uvloop"),
+        "wire_speedups": resp.SPEEDUPS,  # the sidecar's parser and framer in C (else pure Python)
         "upstream_server": server,
         "redis_benchmark": _first_line(["redis-benchmark", "--version"]),
         "nutcracker": _first_line(["nutcracker", "--version"]),
@@ -67,6 +70,7 @@ def _first_line(argv: list[str]) -> str | None:
 
 
 def summary(machine: dict) -> str:
-    """One line: 'Intel Xeon ..., 2 cores, 7.8 GB, Linux 6.1, Python 3.11.7, valkey 9.1.2'."""
+    """One line: 'Intel Xeon ..., 2 cores, 7.8 GB, Linux 6.1, Python 3.11.7, valkey 9.1.2, sidecar wire layer in C'."""
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB RAM, {machine['os']}, "
-            f"Python {machine['python']}, redis-py {machine['redis_py']}, upstream {machine['upstream_server']}")
+            f"Python {machine['python']}, redis-py {machine['redis_py']}, upstream {machine['upstream_server']}, "
+            f"sidecar wire layer in {'C' if machine.get('wire_speedups') else 'Python'}")

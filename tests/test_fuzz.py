@@ -39,7 +39,7 @@ from proxy.wire import resp  # noqa: E402
 from harness.servers import find_binaries  # noqa: E402
 from proxy.access.permissions import PROBES  # noqa: E402
 from proxy.wire.resp import INLINE_MAX, ProtocolError, ReplyFramer, RequestLimits, RequestParser  # noqa: E402
-from wire import parse_all  # noqa: E402
+from wire import FRAMERS, PARSERS, parse_all  # noqa: E402
 
 CORPUS = Path(__file__).parent / "corpus"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -207,8 +207,9 @@ def redis_read(stream: bytes, limits: RequestLimits = RequestLimits(), faithful:
 
 # -- what the sidecar's parser does with the same bytes ---------------------------------------------------------------
 
-def sidecar_read(chunks: list[bytes], authenticated: bool = True, limits: RequestLimits | None = None):
-    parser = RequestParser(limits)
+def sidecar_read(chunks: list[bytes], authenticated: bool = True, limits: RequestLimits | None = None,
+                 parser_cls: type | None = None):
+    parser = (parser_cls or RequestParser)(limits)
     parser.authenticated = authenticated
     out, peak, error = [], 0, None
     for chunk in chunks:
@@ -228,11 +229,12 @@ def buffer_bound(limits: RequestLimits, authenticated: bool) -> int:
 
 
 def check_parser_properties(chunks: list[bytes], authenticated: bool = True,
-                            limits: RequestLimits | None = None) -> None:
-    """Every property of the parser that must hold for any input, split into any chunks."""
+                            limits: RequestLimits | None = None, parser_cls: type | None = None) -> None:
+    """Every property of the parser (``parser_cls``, else the one in use) that must hold for any input, split into
+    any chunks."""
     limits = limits or RequestLimits()
     stream = b"".join(chunks)
-    got, error, peak = sidecar_read(chunks, authenticated, limits)
+    got, error, peak = sidecar_read(chunks, authenticated, limits, parser_cls)
     # 1. bad input is a ProtocolError with one of Redis's own texts, never an exception out of feed()
     assert error is None or (isinstance(error, ProtocolError) and PROTOCOL_ERRORS.match(str(error))), error
     # 2. memory: what the parser keeps is bounded by the limits, whatever the input
@@ -248,7 +250,7 @@ def check_parser_properties(chunks: list[bytes], authenticated: bool = True,
         else:
             assert raw == resp.encode_command(args)  # inline: forwarded re-encoded
     # 4. any split of the same bytes gives the same commands and the same error
-    whole, whole_error, _ = sidecar_read([stream], authenticated, limits)
+    whole, whole_error, _ = sidecar_read([stream], authenticated, limits, parser_cls)
     if len(stream) <= INLINE_MAX:  # (past that, "too big" errors depend on the split, in Redis too)
         assert [a for a, _ in got] == [a for a, _ in whole]
         assert str(error) == str(whole_error)
@@ -321,35 +323,42 @@ def request_streams(draw, corrupt: bool) -> list[bytes]:
 
 # -- parser properties ------------------------------------------------------------------------------------------------
 
+with_parsers = pytest.mark.parametrize("parser_cls", PARSERS)  # the Python reference and the C extension
+
+
+@with_parsers
 @settings(max_examples=500, **FIXED)
 @given(request_streams(corrupt=False))
-def test_well_formed_pipelines_come_out_exactly_as_sent(chunks):
-    got, error, _ = sidecar_read(chunks)
+def test_well_formed_pipelines_come_out_exactly_as_sent(parser_cls, chunks):
+    got, error, _ = sidecar_read(chunks, parser_cls=parser_cls)
     assert error is None
     expected, ends, err = redis_read(b"".join(chunks))
     assert err is None and [a for a, _ in got] == expected
-    check_parser_properties(chunks)
+    check_parser_properties(chunks, parser_cls=parser_cls)
 
 
+@with_parsers
 @settings(max_examples=1500, **FIXED)
 @given(request_streams(corrupt=True), st.booleans())
-def test_corrupted_pipelines_never_crash_and_never_desynchronise(chunks, authenticated):
-    check_parser_properties(chunks, authenticated)
+def test_corrupted_pipelines_never_crash_and_never_desynchronise(parser_cls, chunks, authenticated):
+    check_parser_properties(chunks, authenticated, parser_cls=parser_cls)
 
 
+@with_parsers
 @settings(max_examples=1500, **FIXED)
 @given(st.lists(st.binary(max_size=40) | st.sampled_from(NASTY), max_size=12), st.booleans())
-def test_random_bytes_never_crash_and_never_desynchronise(pieces, authenticated):
-    check_parser_properties(pieces, authenticated)
+def test_random_bytes_never_crash_and_never_desynchronise(parser_cls, pieces, authenticated):
+    check_parser_properties(pieces, authenticated, parser_cls=parser_cls)
 
 
+@with_parsers
 @settings(max_examples=200, **FIXED)
 @given(st.integers(1, 64), st.integers(0, 1023), st.sampled_from([b"*", b"*1\r\n$", b"", b"PING ", b"*1\r\n$3\r\n"]))
-def test_memory_is_bounded_for_endless_lines_and_headers(chunk_kb, odd, prefix):
+def test_memory_is_bounded_for_endless_lines_and_headers(parser_cls, chunk_kb, odd, prefix):
     """A client that never ends its line (or its length header) is cut off at 64 KB, however it sends it."""
     limits = RequestLimits(max_bulk_len=1000, max_multibulk_len=8)
     size, total = chunk_kb * 1024 + odd, 70000
-    parser = RequestParser(limits)
+    parser = parser_cls(limits)
     parser.authenticated = True
     sent, peak = 0, 0
     _, error = parse_all(parser, prefix)
@@ -361,17 +370,76 @@ def test_memory_is_bounded_for_endless_lines_and_headers(chunk_kb, odd, prefix):
     assert error is not None or sent < INLINE_MAX
 
 
-def test_lengths_are_read_as_redis_reads_them():
+@with_parsers
+def test_lengths_are_read_as_redis_reads_them(parser_cls):
     """The regression that made this suite: ``+1``, `` 1``, ``01`` and ``1_0`` are not lengths to Redis; the
     sidecar used to accept them and forward the bytes, so the upstream closed the shared connection."""
-    for bad in (b"+1", b" 1", b"1 ", b"01", b"1_0", b"-0", b"\xd9\xa1", b"1\x00"):
+    for bad in (b"+1", b" 1", b"1 ", b"01", b"1_0", b"-0", b"\xd9\xa1", b"1\x00", b"9223372036854775808",
+                b"-9223372036854775809", b"99999999999999999999"):
         for stream, message in ((b"*" + bad + b"\r\n$4\r\nPING\r\n", "invalid multibulk length"),
                                 (b"*2\r\n$3\r\nGET\r\n$" + bad + b"\r\nk\r\n", "invalid bulk length")):
-            got, error, _ = sidecar_read([stream])
+            got, error, _ = sidecar_read([stream], parser_cls=parser_cls)
             assert got == [] and str(error) == f"Protocol error: {message}", (stream, got, error)
             assert redis_read(stream)[2] is not None or b"\x00" in bad  # Redis refuses them too
     assert string2ll(b"9223372036854775807") == resp.redis_int(b"9223372036854775807")
     assert resp.redis_int(b"9223372036854775808") is None and string2ll(b"9223372036854775808") is None
+
+
+# -- framer properties ------------------------------------------------------------------------------------------------
+
+_line = st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@st.composite
+def replies(draw, depth: int = 0) -> bytes:
+    """One reply as a RESP2/RESP3 server writes it: every type, nulls, nested aggregates, maps, attributes."""
+    kind = draw(st.integers(0, 15 if depth < 3 else 10))
+    if kind == 0:
+        return b"+" + draw(_line) + b"\r\n"
+    if kind == 1:
+        return b"-ERR " + draw(_line) + b"\r\n"
+    if kind == 2:
+        return b":%d\r\n" % draw(st.integers(-(1 << 63), (1 << 63) - 1))
+    if kind == 3:
+        return b"," + draw(st.sampled_from([b"1.5", b"inf", b"-inf", b"nan", b"0", b"-1e-10"])) + b"\r\n"
+    if kind == 4:
+        return draw(st.sampled_from([b"#t\r\n", b"#f\r\n", b"_\r\n", b"$-1\r\n", b"*-1\r\n"]))
+    if kind == 5:
+        return b"(%d\r\n" % draw(st.integers(-(1 << 200), 1 << 200))
+    if kind in (6, 7, 8):  # bulk string, verbatim string, bulk error: any bytes, CRLF included
+        value = draw(st.binary(max_size=20))
+        value = b"txt:" + value if kind == 7 else value
+        return b"%s%d\r\n%s\r\n" % (b"$=!"[kind - 6:kind - 5], len(value), value)
+    if kind in (9, 10):
+        return b"$0\r\n\r\n" if kind == 9 else b"*0\r\n"
+    count = draw(st.integers(0, 4))
+    if kind in (11, 12, 13):  # array, set, push
+        head = b"*~>"[kind - 11:kind - 10] + b"%d\r\n" % count
+        return head + b"".join(draw(replies(depth + 1)) for _ in range(count))
+    pairs = b"".join(draw(replies(depth + 1)) for _ in range(2 * count))
+    if kind == 14:
+        return b"%%%d\r\n" % count + pairs
+    return b"|%d\r\n" % count + pairs + draw(replies(depth + 1))  # an attribute, then the reply it annotates
+
+
+with_framers = pytest.mark.parametrize("framer_cls", FRAMERS)
+
+
+@with_framers
+@settings(max_examples=500, **FIXED)
+@given(st.lists(replies(), min_size=1, max_size=8), st.data())
+def test_reply_streams_split_anywhere_come_out_as_the_replies_sent(framer_cls, sent, data):
+    """Frames are the server's replies, byte for byte, at the same boundaries however the stream is split; what the
+    framer holds is exactly what it has not yet returned."""
+    stream = b"".join(sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    framer, frames = framer_cls(), []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        framer.feed(stream[start:end])
+        while (frame := framer.next()) is not None:
+            frames.append(frame)
+        assert framer.buffered == end - sum(map(len, frames))
+    assert frames == sent
 
 
 # -- the corpus: inputs worth keeping ----------------------------------------------------------------------------------
@@ -381,11 +449,12 @@ def corpus_inputs(kind: str) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()] if folder.exists() else []
 
 
+@with_parsers
 @pytest.mark.parametrize("name,data", corpus_inputs("parser"), ids=lambda v: v if isinstance(v, str) else "")
-def test_corpus_parser(name, data):
+def test_corpus_parser(parser_cls, name, data):
     for authenticated in (True, False):
-        check_parser_properties([data], authenticated)
-        check_parser_properties([data[i:i + 3] for i in range(0, len(data), 3)], authenticated)
+        check_parser_properties([data], authenticated, parser_cls=parser_cls)
+        check_parser_properties([data[i:i + 3] for i in range(0, len(data), 3)], authenticated, parser_cls=parser_cls)
 
 
 # -- the local command handlers, in process ----------------------------------------------------------------------------
@@ -705,7 +774,9 @@ def test_corpus_wire_same_answer_direct_and_proxied(diff_pair, name, data):
 # -- coverage-guided: atheris (libFuzzer) ------------------------------------------------------------------------------
 
 def atheris_main(argv: list[str]) -> None:
-    """Fuzz the request parser (with the Redis oracle) and the local handlers; libFuzzer flags in ``argv``."""
+    """Fuzz the request parser (with the Redis oracle) and the local handlers; libFuzzer flags in ``argv``. Atheris
+    instruments Python code, so the sidecar runs its pure-Python parser here; the C parser, when built, gets every
+    parser input too, checked against the same oracle."""
     import atheris
     import prometheus_client  # noqa: F401  # pyflakes: ignore (imported first: only the sidecar's code is instrumented)
     import uvloop  # noqa: F401
@@ -715,6 +786,7 @@ def atheris_main(argv: list[str]) -> None:
     import proxy.config  # noqa: F401
     import proxy.ops.metrics  # noqa: F401
     import proxy.server  # noqa: F401
+    os.environ["REDIS_SIDECAR_NO_EXTENSIONS"] = "1"  # the instrumented module serves its Python classes
     for name in ("proxy.ops.admin", "proxy.client.local", "proxy.client.client_command", "proxy.wire.resp",
                  "proxy.client.session"):
         sys.modules.pop(name, None)  # (imported again below, instrumented)
@@ -729,6 +801,8 @@ def atheris_main(argv: list[str]) -> None:
     import wire
 
     wire.ProtocolError = proxy.wire.resp.ProtocolError  # parse_all catches the instrumented module's error
+    if wire.C_PARSER is not None:  # and the C parser raises it
+        wire._speedups.bind(proxy.wire.resp.ProtocolError, proxy.wire.resp.RequestLimits)
     harness = LocalHarness()
 
     def one_input(data: bytes) -> None:
@@ -741,6 +815,8 @@ def atheris_main(argv: list[str]) -> None:
             cut = body[:1][0] if body else 0
             cut = cut % (len(body) + 1)
             check_parser_properties([body[:cut], body[cut:]], authenticated=bool(mode & 2))
+            if wire.C_PARSER is not None:
+                check_parser_properties([body[:cut], body[cut:]], bool(mode & 2), parser_cls=wire.C_PARSER)
 
     atheris.Setup([sys.argv[0], *argv], one_input)
     atheris.Fuzz()

@@ -10,6 +10,7 @@ import redis
 
 from conftest import UPSTREAM_PASSWORD, sidecar_config
 from proxy import config
+from proxy.wire import resp
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-cli"), reason="redis-cli is not installed")
 
@@ -87,6 +88,7 @@ def test_info_carries_a_sidecar_section(upstream, sidecar):
             assert "sidecar_version" not in c.info("server")
             ours = c.info("sidecar")
             assert "redis_version" not in ours and ours["upstream_up"] == 1
+            assert ours["wire_speedups"] == int(resp.SPEEDUPS)  # (the sidecar process runs with this environment)
             assert "sidecar_version" in c.info("all")
     raw = cli(sidecar.port, "INFO", password=UPSTREAM_PASSWORD)
     assert "# Server" in raw and raw.rstrip().split("# Sidecar")[1].startswith("\nsidecar_version:")

@@ -1,10 +1,30 @@
-"""A raw RESP client for tests that compare reply bytes: what was sent is exactly what a client would send."""
+"""A raw RESP client for tests that compare reply bytes: what was sent is exactly what a client would send; and the
+two implementations of the parser and framer, for tests that run on both."""
 
 from __future__ import annotations
 
 import socket
 
-from proxy.wire.resp import ProtocolError, ReplyFramer, RequestParser, encode_command
+import pytest
+
+from proxy.wire import resp
+from proxy.wire.resp import ProtocolError, ReplyFramer, RequestLimits, RequestParser, encode_command
+
+try:
+    from proxy.wire import _speedups
+except ImportError:
+    _speedups = None
+else:  # (resp.py binds it too, unless REDIS_SIDECAR_NO_EXTENSIONS kept it from importing the extension)
+    _speedups.bind(ProtocolError, RequestLimits)
+
+NOT_BUILT = "the C extension proxy.wire._speedups is not built (pip install -e . builds it)"
+C_PARSER = getattr(_speedups, "RequestParser", None)
+C_FRAMER = getattr(_speedups, "ReplyFramer", None)
+_needs_c = pytest.mark.skipif(_speedups is None, reason=NOT_BUILT)
+
+#: for ``pytest.mark.parametrize``: the pure-Python reference and the C class (skipped when not built)
+PARSERS = [pytest.param(resp.PyRequestParser, id="py"), pytest.param(C_PARSER, id="c", marks=_needs_c)]
+FRAMERS = [pytest.param(resp.PyReplyFramer, id="py"), pytest.param(C_FRAMER, id="c", marks=_needs_c)]
 
 
 class RawClient:

@@ -3,6 +3,9 @@
 Run ``python -m benchmarks micro`` (pytest-benchmark enabled); ``python -m benchmarks micro --benchmark-autosave``
 then ``--benchmark-compare`` compares against the last saved run. Under the normal test options
 (``--benchmark-disable``) each function runs once, which checks the benchmarks still work.
+
+Parsing and framing run on both implementations, side by side in one group per input: ``py`` (the pure-Python
+reference) and ``c`` (the extension, skipped when it is not built); ``resp.SPEEDUPS`` says which one the sidecar uses.
 """
 
 from __future__ import annotations
@@ -11,6 +14,19 @@ import pytest
 
 from proxy.wire import resp
 from proxy.commands.table import CommandTable, Route
+
+try:
+    from proxy.wire import _speedups
+except ImportError:
+    _speedups = None
+else:  # (resp.py binds it too, unless REDIS_SIDECAR_NO_EXTENSIONS kept it from importing the extension)
+    _speedups.bind(resp.ProtocolError, resp.RequestLimits)
+
+_NOT_BUILT = pytest.mark.skipif(_speedups is None, reason="the C extension proxy.wire._speedups is not built")
+PARSERS = [pytest.param(resp.PyRequestParser, id="py"),
+           pytest.param(getattr(_speedups, "RequestParser", None), id="c", marks=_NOT_BUILT)]
+FRAMERS = [pytest.param(resp.PyReplyFramer, id="py"),
+           pytest.param(getattr(_speedups, "ReplyFramer", None), id="c", marks=_NOT_BUILT)]
 
 GET = resp.encode_command([b"GET", b"user:1000:name"])
 SADD = resp.encode_command([b"SADD", b"who_is_online", b"Peter"])
@@ -24,8 +40,8 @@ PIPELINE_16 = GET * 16
 SET_64K = resp.encode_command([b"SET", b"blob", b"x" * 65536])
 
 
-def _parse(data: bytes, chunk: int | None = None) -> int:
-    parser = resp.RequestParser()
+def _parse(parser_cls: type, data: bytes, chunk: int | None = None) -> int:
+    parser = parser_cls()
     parser.authenticated = True
     count = 0
     for i in range(0, len(data), chunk or len(data)):
@@ -35,19 +51,23 @@ def _parse(data: bytes, chunk: int | None = None) -> int:
     return count
 
 
-@pytest.mark.parametrize("data,expected", [
-    pytest.param(GET, 1, id="get"),
-    pytest.param(HANDSHAKE, 4, id="handshake"),
-    pytest.param(PIPELINE_16, 16, id="pipeline16"),
-    pytest.param(SET_64K, 1, id="set64k"),
+@pytest.mark.parametrize("parser_cls", PARSERS)
+@pytest.mark.parametrize("name,data,expected", [
+    pytest.param("get", GET, 1, id="get"),
+    pytest.param("handshake", HANDSHAKE, 4, id="handshake"),
+    pytest.param("pipeline16", PIPELINE_16, 16, id="pipeline16"),
+    pytest.param("set64k", SET_64K, 1, id="set64k"),
 ])
-def test_request_parsing(benchmark, data, expected):
-    assert benchmark(_parse, data) == expected
+def test_request_parsing(benchmark, parser_cls, name, data, expected):
+    benchmark.group = f"parse {name}"
+    assert benchmark(_parse, parser_cls, data) == expected
 
 
-def test_request_parsing_of_a_large_value_arriving_in_pieces(benchmark):
+@pytest.mark.parametrize("parser_cls", PARSERS)
+def test_request_parsing_of_a_large_value_arriving_in_pieces(benchmark, parser_cls):
     """A 64 KiB SET in 1460-byte segments, as TCP delivers it: the parser must not rescan what it has seen."""
-    assert benchmark(_parse, SET_64K, 1460) == 1
+    benchmark.group = "parse set64k in 1460-byte pieces"
+    assert benchmark(_parse, parser_cls, SET_64K, 1460) == 1
 
 
 REPLIES = {
@@ -59,20 +79,31 @@ REPLIES = {
                  b"$7\r\nmodules\r\n*0\r\n",
     "pipeline16": b"$5\r\nPeter\r\n" * 16,
 }
+SMEMBERS_100K = b"~100000\r\n" + b"".join(b"$13\r\nmember:%06d\r\n" % i for i in range(100_000))  # 1.9 MB
 
 
-def _frames(data: bytes) -> int:
-    framer = resp.ReplyFramer()
-    framer.feed(data)
+def _frames(framer_cls: type, data: bytes, chunk: int | None = None) -> int:
+    framer = framer_cls()
     count = 0
-    while framer.next() is not None:
-        count += 1
+    for i in range(0, len(data), chunk or len(data)):
+        framer.feed(data[i:i + (chunk or len(data))])
+        while framer.next() is not None:
+            count += 1
     return count
 
 
+@pytest.mark.parametrize("framer_cls", FRAMERS)
 @pytest.mark.parametrize("name", sorted(REPLIES))
-def test_reply_framing(benchmark, name):
-    assert benchmark(_frames, REPLIES[name]) == (16 if name == "pipeline16" else 1)
+def test_reply_framing(benchmark, framer_cls, name):
+    benchmark.group = f"frame {name}"
+    assert benchmark(_frames, framer_cls, REPLIES[name]) == (16 if name == "pipeline16" else 1)
+
+
+@pytest.mark.parametrize("framer_cls", FRAMERS)
+def test_reply_framing_of_a_100k_element_set_in_pieces(benchmark, framer_cls):
+    """One 100k-member SMEMBERS reply in 64 KiB reads: the time the event loop is held by framing it."""
+    benchmark.group = "frame smembers100k in 64 KiB pieces"
+    assert benchmark(_frames, framer_cls, SMEMBERS_100K, 65536) == 1
 
 
 TABLE = CommandTable()

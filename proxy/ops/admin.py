@@ -68,6 +68,7 @@ def info_fields_of(view: SidecarView) -> dict[str, object]:
         "process_id": os.getpid(),
         "sidecar_worker": view.worker if view.worker is not None else 0,
         "sidecar_workers": rt.cfg.workers,
+        "wire_speedups": int(resp.SPEEDUPS),  # 1: the request parser and reply framer are the C extension's
         "uptime_in_seconds": int(time.monotonic() - view.started),
         "upstream_address": snap.address,
         "upstream_up": int(snap.up),

@@ -1,12 +1,18 @@
 """RESP2/RESP3 on the wire: request parsing, reply framing, and encoding of replies the sidecar makes itself.
 
 Requests are parsed into argument lists (the router needs them) but forwarded as the client's own bytes. Replies from
-upstream are never decoded into objects: ``ReplyScanner`` only finds where each reply ends, so every byte reaches the
+upstream are never decoded into objects: ``ReplyFramer`` only finds where each reply ends, so every byte reaches the
 client exactly as the server wrote it (a RESP3 double ``,1.50`` stays ``,1.50``).
+
+``RequestParser`` and ``ReplyFramer`` are the C classes of ``proxy.wire._speedups`` when that extension was built at
+install time, else the pure-Python ``PyRequestParser`` and ``PyReplyFramer`` below, which are the reference: the same
+API, limits, error texts and bytes, checked against each other by tests/test_speedups.py. ``SPEEDUPS`` says which;
+``REDIS_SIDECAR_NO_EXTENSIONS=1`` forces the Python ones.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 CRLF = b"\r\n"
@@ -27,7 +33,7 @@ class RequestLimits:
     preauth_max_multibulk_len: int = 10
 
 
-class RequestParser:
+class PyRequestParser:
     """Incremental parser of client requests (multibulk and inline), one instance per client connection.
 
     ``feed`` buffers bytes; ``next`` returns one complete command as ``(args, raw)``, where ``raw`` is the exact
@@ -248,7 +254,7 @@ _ARRAY_TYPES = frozenset(b"*~>")
 _MAP_TYPES = frozenset(b"%")
 
 
-class ReplyFramer:
+class PyReplyFramer:
     """Cuts an upstream byte stream into complete replies without decoding them.
 
     ``feed`` buffers bytes; ``next`` returns the exact bytes of one complete reply (or push), or None until more
@@ -329,6 +335,31 @@ class ReplyFramer:
             frame = bytes(buf[start:pos])
             self._pos = self._scan = pos
         return frame  # type: ignore[return-value]
+
+
+# -- the implementation in use -----------------------------------------------------------------------------------------
+
+def _extensions_disabled(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+_speedups = None
+if not _extensions_disabled(os.environ.get("REDIS_SIDECAR_NO_EXTENSIONS")):
+    try:
+        from proxy.wire import _speedups  # type: ignore[no-redef]
+    except ImportError:  # not built (no compiler at install time): the pure-Python classes serve
+        pass
+
+#: True when ``RequestParser`` and ``ReplyFramer`` are the C classes (reported by INFO and the benchmarks).
+SPEEDUPS: bool = _speedups is not None
+
+if _speedups is not None:
+    _speedups.bind(ProtocolError, RequestLimits)  # the C classes raise this module's ProtocolError
+    RequestParser = _speedups.RequestParser
+    ReplyFramer = _speedups.ReplyFramer
+else:
+    RequestParser = PyRequestParser  # type: ignore[misc]
+    ReplyFramer = PyReplyFramer  # type: ignore[misc]
 
 
 # -- replies the sidecar makes --------------------------------------------------------------------------------------
