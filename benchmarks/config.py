@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-SCENARIOS = ("connect", "chatroom", "throughput")
+SCENARIOS = ("connect", "chatroom", "throughput", "php")
 WORKLOADS = ("chat", "get")
 
 

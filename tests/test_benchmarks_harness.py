@@ -25,7 +25,8 @@ RECORD_KEYS = {"scenario", "mode", "rtt_ms", "concurrency", "client", "repeats",
                "error"}
 UPSTREAM_KEYS = {"connections_received", "peak_clients", "auth_calls", "hello_calls", "handshake_calls"}
 TINY = ["--quick", "--rtts", "0,1", "--protocols", "3", "--concurrency", "1,4", "--repeats", "1", "--seconds", "0.2",
-        "--max-requests", "40", "--pipelines", "16", "--chat-users", "2", "--chat-rtt", "1", "--quiet"]
+        "--max-requests", "40", "--pipelines", "16", "--chat-users", "2", "--chat-rtt", "1", "--quiet",
+        "--scenarios", "connect,chatroom,throughput"]  # the PHP scenario has its own test (test_php_clients.py)
 
 
 def _python_m(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:

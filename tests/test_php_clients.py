@@ -16,12 +16,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from benchmarks.config import BenchConfig
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, sidecar_config, wait_until
 from harness.servers import EmbeddedServer, SidecarProcess
 
@@ -195,3 +197,31 @@ def test_php_fpm_requests_reach_the_upstream_as_a_few_connections(client: str, u
     assert seen["direct"][0] >= 21 and seen["direct"][1] >= 21, seen
     # Two credentials (password, ACL user) in db 1: a pool connection or two each, logged in once, if not yet open.
     assert seen["proxied"][0] <= 6 and seen["proxied"][1] <= 6, seen
+
+
+def test_php_benchmark_scenario_measures_each_mode_with_the_upstreams_counters(tmp_path):
+    """``python -m benchmarks --scenarios php``, tiny: direct, proxied and persistent at RTT 0 and 2 ms, each with
+    what the upstream saw (its INFO): a connection and an AUTH per direct request, none per proxied one."""
+    reason = _missing("phpredis")
+    if reason:
+        pytest.skip(reason)
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--scenarios", "php", "--repeats", "1", "--seconds",
+                           "0.2", "--max-requests", "40", "--quiet", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    assert {(r["mode"], r["rtt_ms"]) for r in records} == {(mode, rtt) for mode in ("direct", "proxied", "persistent")
+                                                           for rtt in (0.0, 2.0)}
+    for r in records:
+        where = f"{r['mode']} at RTT {r['rtt_ms']:g} ms: {r}"
+        assert r["workload"] == "php-get" and r["client"].startswith("phpredis ") and r["error"] is None, where
+        assert r["errors"] == 0 and r["requests"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"], where
+        up = r["upstream"]
+        if r["mode"] == "direct":
+            assert up["connections_received"] == up["auth_calls"] == r["requests"], where
+        elif r["mode"] == "proxied":  # at most the sidecar's pool, opened once (by the warm-up, if not before)
+            bound = BenchConfig().pool_size
+            assert up["connections_received"] <= bound and up["auth_calls"] + up["hello_calls"] <= bound, where
+        else:  # the persistent client connects once, before its clock starts
+            assert up["connections_received"] == up["auth_calls"] == 1, where
+    assert "| php-get | RESP2 | 1 |" in (tmp_path / "report.md").read_text()
