@@ -1,7 +1,7 @@
 """What one benchmark run measures: a single validated, immutable object built from the command line.
 
-Two presets: the default full run (about four minutes on two cores) and ``--quick`` (about a minute); any field can be
-overridden from the command line, which is how the test suite runs a tiny configuration.
+Two presets: the default full run (a little over three minutes on two cores) and ``--quick`` (about 40 s); any field
+can be overridden from the command line, which is how the test suite runs a tiny configuration.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,10 @@ def routes(upstream: EmbeddedServer, sidecar: SidecarProcess) -> dict[str, Route
 def forget_keys(upstream: EmbeddedServer) -> None:
     """Each run starts from the same empty keys, so the direct and proxied runs see the same data."""
     for db in DBS:
-        client = upstream.client(db=db)
-        keys = list(client.scan_iter("php:*"))
-        if keys:
-            client.delete(*keys)
+        with upstream.client(db=db) as client:
+            keys = list(client.scan_iter("php:*"))
+            if keys:
+                client.delete(*keys)
 
 
 def run_php(client: str, scenario: str, route: Route, upstream: EmbeddedServer) -> list:
@@ -141,27 +142,30 @@ def differences(expected: list, got: list) -> str:
     return "\n".join(lines)
 
 
-_direct_cache: dict[tuple[str, str], list] = {}
+@pytest.fixture(scope="module")
+def direct_replies(upstream: EmbeddedServer) -> Callable[[str, str], list]:
+    """What a scenario prints against Redis itself: run once per module, whichever routes are compared with it."""
+    seen: dict[tuple[str, str], list] = {}
 
+    def replies(client: str, scenario: str) -> list:
+        if (client, scenario) not in seen:
+            forget_keys(upstream)
+            seen[client, scenario] = run_php(client, scenario, Route("direct", port=upstream.port), upstream)
+        return seen[client, scenario]
 
-def direct_replies(client: str, scenario: str, upstream: EmbeddedServer) -> list:
-    """What the scenario prints against Redis itself (run once per module, whatever the route compared)."""
-    key = (client, scenario)
-    if key not in _direct_cache:
-        forget_keys(upstream)
-        _direct_cache[key] = run_php(client, scenario, Route("direct", port=upstream.port), upstream)
-    return _direct_cache[key]
+    return replies
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("client, route", [("phpredis", "proxied"), ("phpredis", "proxied-unix"),
                                            ("predis", "proxied")])
 def test_php_replies_are_the_same_through_the_sidecar(client: str, route: str, scenario: str,
-                                                      upstream: EmbeddedServer, php_sidecar: SidecarProcess):
+                                                      upstream: EmbeddedServer, php_sidecar: SidecarProcess,
+                                                      direct_replies: Callable[[str, str], list]):
     reason = _missing(client)
     if reason:
         pytest.skip(reason)
-    expected = direct_replies(client, scenario, upstream)
+    expected = direct_replies(client, scenario)
     forget_keys(upstream)
     got = run_php(client, scenario, routes(upstream, php_sidecar)[route], upstream)
     assert got == expected, f"{client} {scenario} via {route} differs from direct:\n{differences(expected, got)}"
@@ -185,11 +189,10 @@ def test_php_fpm_requests_reach_the_upstream_as_a_few_connections(client: str, u
         pytest.skip(reason)
     seen = {}
     monitor = upstream.client()  # one connection, opened by the first INFO: it counts in neither run
-    for label, route in (("direct", Route("direct", port=upstream.port)),
-                         ("proxied", routes(upstream, php_sidecar)["proxied"])):
+    for label in ("direct", "proxied"):
         forget_keys(upstream)
         before = _upstream_counts(monitor)
-        run_php(client, "per_request", route, upstream)
+        run_php(client, "per_request", routes(upstream, php_sidecar)[label], upstream)
         after = _upstream_counts(monitor)
         seen[label] = (after[0] - before[0], after[1] - before[1])
     monitor.close()
