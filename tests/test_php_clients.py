@@ -12,6 +12,7 @@ Debian's php-cli, php-redis (phpredis 5.3) and php-nrk-predis (Predis 1.1), inst
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ DBS = (0, 1, 2)  # the databases the scenarios write to
 pytestmark = pytest.mark.timeout(120)
 
 
+@functools.cache
 def _missing(client: str) -> str | None:
     """Why ``client`` cannot run here, or None."""
     php = shutil.which("php")
