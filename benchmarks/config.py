@@ -1,7 +1,7 @@
 """What one benchmark run measures: a single validated, immutable object built from the command line.
 
-Two presets: the default full run (about four minutes on two cores) and ``--quick`` (about a minute); any field can be
-overridden from the command line, which is how the test suite runs a tiny configuration.
+Two presets: the default full run (a little over three minutes on two cores) and ``--quick`` (about 40 s); any field
+can be overridden from the command line, which is how the test suite runs a tiny configuration.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-SCENARIOS = ("connect", "chatroom", "throughput")
+SCENARIOS = ("connect", "chatroom", "throughput", "php")
 WORKLOADS = ("chat", "get")
 
 

@@ -3,7 +3,8 @@
 It starts a password-protected upstream behind a simulated WAN (a few ms RTT), the sidecar in front of it and the
 chatroom pointed at the sidecar; measures the chatroom's access pattern (connect, HELLO/AUTH, SADD + SMEMBERS,
 close) direct and through the sidecar; prints the table and what the upstream saw; then keeps everything running,
-with the upstream's counters live, until Ctrl-C (or ``--duration``; ``--once`` exits after the table).
+with the upstream's counters live, until Ctrl-C (or ``--duration``). ``--once`` prints the table and exits, without
+starting the chatroom.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=lambda t: tuple(int(v) for v in t.split(",")), default=(1, 8),
                    help="concurrent requests in the comparison (default 1,8)")
     p.add_argument("--server", choices=("auto", "valkey", "redis"), default="auto", help="embedded upstream")
-    p.add_argument("--once", action="store_true", help="exit after the comparison instead of serving the chatroom")
+    p.add_argument("--once", action="store_true", help="print the comparison and exit (no chatroom)")
     p.add_argument("--duration", type=float, help="keep serving for this many seconds, then exit")
     return p
 
@@ -87,7 +88,9 @@ def _run(config: BenchConfig, args: argparse.Namespace, console: Console) -> int
                       f"{args.rtt_ms:g} ms at {wan.host}:{wan.port}")
         console.print(f"sidecar   127.0.0.1:{sidecar.port}  ->  REDIS_URL=redis://:****@127.0.0.1:{sidecar.port}/0")
         chat_url = None
-        if chatroom_available():
+        if args.once:  # a link printed just before everything stops would be dead by the time anyone clicks it
+            console.print("chatroom  not started with --once (./dev demo without it serves one until Ctrl-C)")
+        elif chatroom_available():
             from chatroom.process import ChatroomProcess
 
             chatroom = processes.enter_context(ChatroomProcess(sidecar.url, _chat_port(args.port)))

@@ -73,6 +73,9 @@ def build(config: BenchConfig, stack: Stack) -> list[Block]:
                          [_chatroom_cell(config, "direct", rtt)], "direct"),
                    Block(f"RTT {rtt:g} ms: chatroom proxied", rtt, partial(_with_sidecar, stack, rtt),
                          stack.stop_sidecar, [_chatroom_cell(config, "proxied", rtt)], "proxied")]
+    if "php" in config.scenarios:
+        from benchmarks.scenarios import php  # imported here: it builds its blocks from this module's Block and Cell
+        blocks += php.blocks(config, stack)
     if "throughput" in config.scenarios and throughput.available():
         blocks.append(Block("RTT 0 ms: redis-benchmark", 0, partial(_with_sidecar, stack, 0), stack.stop_sidecar,
                             _throughput_cells(config, ("direct", "proxied")), "proxied"))

@@ -23,7 +23,11 @@ def _without_credentials(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chatroom", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m chatroom",
+        description="The chatroom web app; it opens a fresh Redis connection for every event. The Redis address "
+                    f"comes from REDIS_URL in the environment (default: {DEFAULT_REDIS_URL}, a sidecar on this "
+                    "machine), never the command line, where its password would show in ps.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
 """The chatroom web app: aiohttp serves the page, python-socketio carries the chat, Redis holds the shared state.
 
 Socket.IO events from the page (each answers through its acknowledgement with ``{"ok": True, ...}`` or
-``{"ok": False, "error": "text to show"}``):
+``{"ok": False, "error": "text to show"}``; a refusal of what the person typed adds ``"cause": "input"``, and
+``"maxLength"`` when only the length is wrong, so the page can drop the notice once the text is fixed):
   newUser(name)       join under a name (the article's event); the answer carries the history and who is online
   newMessage(text)    say something to everyone in the room
   leave()             leave the room but stay connected
@@ -36,6 +37,8 @@ STATIC_DIR = PACKAGE_DIR / "static"
 SOCKETIO_CLIENT = PACKAGE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 SOCKETIO_CLIENT_ROUTE = "/vendor/socket.io.min.js"
 ROOM = "chat"
+HEARTBEAT_INTERVAL = 4  # seconds between the server's pings to each page
+HEARTBEAT_TIMEOUT = 4  # seconds a page waits past a missed ping before it calls the connection lost
 MESSAGE_QUEUE_CHANNEL = "chatroom"
 
 # Everything the page needs comes from this server; the browser refuses anything else.
@@ -56,8 +59,13 @@ def _ok(**fields) -> dict:
     return {"ok": True, **fields}
 
 
-def _error(text: str) -> dict:
-    return {"ok": False, "error": text}
+def _error(text: str, **details: object) -> dict:
+    return {"ok": False, "error": text, **details}
+
+
+def _refused_input(text: str, max_length: int | None = None) -> dict:
+    """A refusal that editing the name or message can fix (the page clears it then)."""
+    return _error(text, cause="input", **({"maxLength": max_length} if max_length else {}))
 
 
 class Chatroom:
@@ -81,7 +89,7 @@ class Chatroom:
         try:
             name = clean_name(name)
         except InvalidInput as exc:
-            return _error(str(exc))
+            return _refused_input(str(exc), exc.max_length)
         self._joining.add(sid)  # a second newUser (a double click) must not join twice under two names
         try:
             return await self._join(sid, name)
@@ -92,7 +100,7 @@ class Chatroom:
         async with fresh_connection(self.redis_url) as db:
             presence = await db.join(name)
             if presence is None:
-                return _error(f"Someone called {name} is already here; please pick another name.")
+                return _refused_input(f"Someone called {name} is already here; please pick another name.")
             if sid not in self._joining:  # the page disconnected meanwhile: do not leave a ghost behind
                 await db.leave(name)
                 return _error("Disconnected while joining.")
@@ -110,7 +118,7 @@ class Chatroom:
         try:
             text = clean_message(text)
         except InvalidInput as exc:
-            return _error(str(exc))
+            return _refused_input(str(exc), exc.max_length)
         message = {"id": uuid.uuid4().hex, "name": name, "text": text, "ts": int(time.time() * 1000)}
         async with fresh_connection(self.redis_url) as db:
             await db.add_message(message)
@@ -179,6 +187,10 @@ def create_app(redis_url: str) -> web.Application:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=socketio.AsyncRedisManager(redis_url, channel=MESSAGE_QUEUE_CHANNEL),
+        # A page notices a server that stopped answering (frozen, or its host gone without closing the connection)
+        # after ping_interval + ping_timeout: 8 s, instead of Socket.IO's default 45 s of showing "Connected".
+        ping_interval=HEARTBEAT_INTERVAL,
+        ping_timeout=HEARTBEAT_TIMEOUT,
     )
     app = web.Application()
     sio.attach(app)

@@ -251,6 +251,7 @@ def test_bad_messages_and_out_of_turn_events_are_refused(chatroom, upstream):
                 assert not answer["ok"] and answer["error"], bad
             too_long = await alice.ask("newMessage", "y" * (MAX_MESSAGE_LENGTH + 1))
             assert str(MAX_MESSAGE_LENGTH) in too_long["error"]
+            assert too_long["cause"] == "input" and too_long["maxLength"] == MAX_MESSAGE_LENGTH  # the page's cue
 
             await bob.join("b" * MAX_NAME_LENGTH)  # exactly at the limits is fine
             await alice.say("z" * MAX_MESSAGE_LENGTH)

@@ -5,7 +5,10 @@ Debian's chromium and chromedriver only (no browser download); the screenshots l
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +18,12 @@ from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
+from chatroom.app import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
 from chatroom.connect_per_request import MESSAGES_KEY, ONLINE_KEY, ONLINE_VERSION_KEY
+from chatroom.validation import MAX_MESSAGE_LENGTH
 from chatroom.process import ChatroomProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,6 +36,19 @@ CHROMIUM_FLAGS = (
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 )
 XSS_NAME = "<img src=x onerror=alert(1)>"
+# A page notices a silent server after the heartbeat's interval and timeout; and comes back within Socket.IO's
+# longest reconnection delay (5 s, plus its jitter) once the server answers again.
+SILENCE_NOTICED_SECONDS = HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + 4
+RECONNECT_SECONDS = 15
+# Whether the end of the newest message is inside the visible part of the message list (a long message may be
+# taller than the list on a phone).
+NEWEST_IN_VIEW = """
+const list = document.getElementById("messages");
+const items = list.querySelectorAll(".message");
+if (!items.length) return false;
+const box = list.getBoundingClientRect(), last = items[items.length - 1].getBoundingClientRect();
+return last.bottom > box.top && last.bottom <= box.bottom + 1;
+"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,9 +83,9 @@ class Person:
     def texts(self, css: str) -> list[str]:
         return [node.get_attribute("textContent") for node in self.driver.find_elements(By.CSS_SELECTOR, css)]
 
-    def wait_until(self, what: str, condition: Callable[[], object]) -> None:
+    def wait_until(self, what: str, condition: Callable[[], object], timeout: float = WAIT_SECONDS) -> None:
         try:
-            WebDriverWait(self.driver, WAIT_SECONDS, poll_frequency=0.05).until(lambda _: condition())
+            WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda _: condition())
         except TimeoutException:
             raise AssertionError(f"the page never showed {what}") from None
 
@@ -88,6 +107,15 @@ class Person:
         self.type_into("#message", text)
         self.find("#send").click()
         self.wait_until("the message box emptied after sending", lambda: self.find("#message").get_attribute("value") == "")
+
+    def status(self) -> str:
+        return self.find("#status").text
+
+    def shown(self, css: str) -> bool:
+        return self.find(css).is_displayed()
+
+    def newest_in_view(self) -> bool:
+        return self.driver.execute_script(NEWEST_IN_VIEW)
 
     def online(self) -> list[str]:
         return self.texts("#online .person-name")
@@ -182,3 +210,72 @@ def test_two_people_chat_in_real_browsers(chatroom, people):
     chatroom.stop()  # and a page that lost its server says so
     mallory.wait_until("that it lost the connection", lambda: mallory.find("#status").text != "Connected")
     assert mallory.find("#status").get_attribute("data-state") in {"offline", "connecting"}
+
+
+def test_the_status_stops_saying_connected_while_the_server_is_silent(chatroom, people):
+    """A server frozen (or a host gone) closes nothing: the heartbeat is what tells the page, within seconds."""
+    ann = people(1200, 760)
+    ann.open(chatroom.url + "/")
+    chatroom.proc.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        ann.wait_until("that the server went silent", lambda: ann.status() != "Connected", SILENCE_NOTICED_SECONDS)
+        noticed = time.monotonic() - frozen
+    finally:
+        chatroom.proc.send_signal(signal.SIGCONT)
+    assert ann.find("#status").get_attribute("data-state") in {"offline", "connecting"}, ann.status()
+    assert noticed < SILENCE_NOTICED_SECONDS
+    ann.wait_until("that it is connected again", lambda: ann.status() == "Connected", RECONNECT_SECONDS)
+
+
+def test_connection_notices_go_once_the_page_is_back(chatroom, people):
+    ann = people(1200, 760)
+    ann.open(chatroom.url + "/")
+    ann.join("Ann")
+    chatroom.stop()
+    ann.wait_until("that it lost the server", lambda: ann.status() != "Connected")
+    ann.type_into("#message", "anyone there?")
+    ann.find("#send").click()
+    ann.wait_until("a notice that it is not connected", lambda: ann.shown("#message-error"))
+    assert "Not connected" in ann.find("#message-error").text
+
+    chatroom.start()  # the same address: the page reconnects, joins again under its name, and the notice is gone
+    ann.wait_until("that it is connected again", lambda: ann.status() == "Connected", RECONNECT_SECONDS)
+    ann.wait_until("the notice gone after reconnecting", lambda: not ann.shown("#message-error"))
+    ann.wait_until("the chat again after re-joining", lambda: ann.shown("#message"))
+    ann.say("back again")
+    ann.wait_until("the message sent after the reconnect", lambda: ann.messages() == [("Ann", "back again")])
+    ann.screenshot("chatroom-reconnected.png")
+
+
+def test_refusals_go_once_fixed_and_the_newest_message_stays_in_view(chatroom, people, upstream):
+    history = [json.dumps({"id": f"seed-{i}", "name": "Bob", "text": f"message {i}", "ts": 1_700_000_000_000 + i})
+               for i in range(30)]
+    upstream.client().lpush(MESSAGES_KEY, *history)  # newest first, as the chatroom keeps them
+    ann = people(390, 700)
+    ann.open(chatroom.url + "/")
+
+    ann.find("#join").click()  # an empty name is refused; typing one takes the refusal away
+    ann.wait_until("a refusal of the empty name", lambda: ann.shown("#join-error"))
+    ann.type_into("#name", "Ann")
+    ann.wait_until("the name refusal gone once a name is typed", lambda: not ann.shown("#join-error"))
+    ann.find("#join").click()
+    ann.wait_until("the chat after joining", lambda: ann.shown("#message"))
+    ann.wait_until("the newest message in view after joining", ann.newest_in_view)
+    assert ann.driver.execute_script("const l = document.getElementById('messages'); "
+                                     "return l.scrollHeight > l.clientHeight;"), "the list must overflow to test this"
+
+    ann.type_into("#message", "x" * (MAX_MESSAGE_LENGTH + 100))
+    ann.find("#send").click()
+    ann.wait_until("the notice that the message is too long", lambda: ann.shown("#message-error"))
+    assert f"limit is {MAX_MESSAGE_LENGTH}" in ann.find("#message-error").text
+    ann.wait_until("the newest message still in view under the notice", ann.newest_in_view)
+    ann.screenshot("chatroom-notice.png")
+
+    ann.find("#message").send_keys(Keys.BACKSPACE * 50)  # still too long: the notice is still true
+    assert ann.shown("#message-error")
+    ann.find("#message").send_keys(Keys.BACKSPACE * 50)  # exactly at the limit: it is not any more
+    ann.wait_until("the notice gone once the message fits", lambda: not ann.shown("#message-error"))
+    ann.find("#send").click()
+    ann.wait_until("the fixed message sent and in view",
+                   lambda: ann.messages()[-1] == ("Ann", "x" * MAX_MESSAGE_LENGTH) and ann.newest_in_view())

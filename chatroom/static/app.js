@@ -15,6 +15,11 @@
   let myName = null;        // set once the server accepted our newUser
   let onlineVersion = -1;   // presence snapshots can arrive out of order; keep the newest
   const shown = new Set();  // ids of the messages on the page (history and live broadcasts overlap)
+  // An error shown under a field stays only while it is true: what would make it untrue, per error element.
+  // {cause: "connection"} goes once the page is connected again; {cause: "input", sent, maxLength} once the person
+  // has fixed the text (it fits maxLength, or for other refusals it is no longer the text refused).
+  const errorCauses = new Map();
+  let atEnd = true;  // whether the newest message is in view; it stays in view while the list changes size
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -28,9 +33,26 @@
     ui.status.textContent = text;
   }
 
-  function showError(node, text) {
+  function showError(node, text, cause) {
     node.textContent = text || "";
     node.hidden = !text;
+    if (text && cause) errorCauses.set(node, cause); else errorCauses.delete(node);
+  }
+
+  // Show a refused answer under its field, remembering what the person sent so a fix can take the error away.
+  function showRefusal(node, answer, sent) {
+    showError(node, answer.error, answer.cause && { cause: answer.cause, sent, maxLength: answer.maxLength });
+  }
+
+  function clearFixedError(node, value) {
+    const cause = errorCauses.get(node);
+    if (!cause || cause.cause !== "input") return;
+    const fixed = cause.maxLength ? Array.from(value.trim()).length <= cause.maxLength : value !== cause.sent;
+    if (fixed) showError(node, "");
+  }
+
+  function clearConnectionErrors() {
+    for (const [node, cause] of errorCauses) if (cause.cause === "connection") showError(node, "");
   }
 
   function hueOf(name) {
@@ -53,6 +75,7 @@
 
   function scrollToEnd() {
     ui.messages.scrollTop = ui.messages.scrollHeight;
+    atEnd = true;
   }
 
   function addMessage(message) {
@@ -106,7 +129,9 @@
     ui.message.focus();
   }
 
-  function showLeft(reason) {
+  // Back to the join form; ``refusal`` is the answer that took us there (a failed re-join), if any.
+  function showLeft(refusal) {
+    const name = myName;
     myName = null;
     ui.greeting.textContent = "Hi!";
     ui.joinForm.hidden = false;
@@ -114,18 +139,26 @@
     ui.leave.hidden = true;
     ui.messages.replaceChildren();
     shown.clear();
-    showError(ui.joinError, reason);
+    if (refusal) {
+      ui.name.value = name;
+      showRefusal(ui.joinError, refusal, name);
+    } else {
+      showError(ui.joinError, "");
+    }
     updateEmpty();
   }
 
-  // Ask the server and hand its answer to onAnswer; a lost connection or a silent server becomes an error text.
+  // Ask the server and hand its answer to onAnswer; a lost connection or a silent server becomes an error text,
+  // which the next (re)connection takes away.
   function request(socket, event, payload, onAnswer) {
     if (!socket.connected) {
-      onAnswer({ ok: false, error: "Not connected to the chat server; waiting to reconnect…" });
+      onAnswer({ ok: false, error: "Not connected to the chat server; waiting to reconnect…", cause: "connection" });
       return;
     }
     socket.timeout(ANSWER_TIMEOUT_MS).emit(event, payload, (timedOut, answer) => {
-      onAnswer(timedOut ? { ok: false, error: "The chat server did not answer; please try again." } : answer);
+      onAnswer(timedOut
+        ? { ok: false, error: "The chat server did not answer; please try again.", cause: "connection" }
+        : answer);
     });
   }
 
@@ -135,14 +168,26 @@
     return;
   }
   updateEmpty();
+  // A notice appearing under the list (or a phone's keyboard opening) makes the list shorter: keep the newest
+  // message in view if it was, instead of letting it slide out of sight.
+  ui.messages.addEventListener("scroll", () => {
+    atEnd = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 2;
+  });
+  new ResizeObserver(() => { if (atEnd) scrollToEnd(); }).observe(ui.messages);
+  ui.name.addEventListener("input", () => clearFixedError(ui.joinError, ui.name.value));
+  ui.message.addEventListener("input", () => clearFixedError(ui.messageError, ui.message.value));
+
+  // The server's heartbeat (chatroom/app.py) tells a silent server within seconds; a lost network, Socket.IO's
+  // client notices at once (it listens for the browser's "offline" event).
   const socket = io({ reconnectionDelayMax: 5000 });
 
   socket.on("connect", () => {
     setStatus("online", "Connected");
+    clearConnectionErrors();
     request(socket, "whoIsOnline", null, (answer) => { if (answer.ok) showOnline(answer); });
     if (myName) {  // the server forgot us when the connection dropped: join again under the same name
       request(socket, "newUser", myName, (answer) => {
-        if (answer.ok) showJoined(answer); else showLeft(answer.error);
+        if (answer.ok) showJoined(answer); else showLeft(answer);
       });
     }
   });
@@ -162,19 +207,21 @@
   ui.joinForm.addEventListener("submit", (event) => {
     event.preventDefault();
     ui.join.disabled = true;
-    request(socket, "newUser", ui.name.value, (answer) => {
+    const sent = ui.name.value;
+    request(socket, "newUser", sent, (answer) => {
       ui.join.disabled = false;
-      if (answer.ok) showJoined(answer); else showError(ui.joinError, answer.error);
+      if (answer.ok) showJoined(answer); else showRefusal(ui.joinError, answer, sent);
     });
   });
 
   ui.messageForm.addEventListener("submit", (event) => {
     event.preventDefault();
     ui.send.disabled = true;
-    request(socket, "newMessage", ui.message.value, (answer) => {
+    const sent = ui.message.value;
+    request(socket, "newMessage", sent, (answer) => {
       ui.send.disabled = false;
       if (!answer.ok) {
-        showError(ui.messageError, answer.error);
+        showRefusal(ui.messageError, answer, sent);
         return;
       }
       showError(ui.messageError, "");
@@ -186,7 +233,7 @@
 
   ui.leave.addEventListener("click", () => {
     request(socket, "leave", null, (answer) => {
-      if (answer.ok) showLeft(""); else showError(ui.messageError, answer.error);
+      if (answer.ok) showLeft(null); else showRefusal(ui.messageError, answer, ui.message.value);
     });
   });
 })();
