@@ -37,9 +37,6 @@ class Shard:
     replicas: tuple[Node, ...] = ()
     slots: tuple[tuple[int, int], ...] = ()
 
-    def slot_count(self) -> int:
-        return sum(end - start + 1 for start, end in self.slots)
-
 
 class SlotMap:
     """Slot -> shard, immutable; a newer view of the cluster is a new ``SlotMap``.
