@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
@@ -65,6 +65,14 @@ class UpstreamConfig:
     connect_timeout: float = 2.0
     reply_timeout: float = 10.0
     tls: TLSConfig = TLSConfig()
+    # Cluster and Sentinel upstreams, from a redis-cluster:// or redis-sentinel:// url (see _resolve_topology)
+    mode: str = "standalone"  # standalone, cluster or sentinel
+    seeds: tuple[tuple[str, int], ...] = ()  # the url's addresses: cluster seeds, or the sentinels
+    sentinel_master: str | None = None  # the #name of a redis-sentinel:// url
+    sentinel_username: str | None = None  # the sentinels' own login, if they require one
+    sentinel_password: str | None = _secret_field()
+    sentinel_password_env: str | None = None
+    sentinel_password_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +231,8 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> C
     environ = os.environ if environ is None else environ
     for key in DERIVED_FROM_URL:
         if isinstance(raw.get("upstream"), dict) and key in raw["upstream"]:
-            raise ConfigError(f"upstream.{key}: set it in upstream.url (redis://host:port/db)")
+            raise ConfigError(f"upstream.{key}: set it in upstream.url (redis://host:port/db, "
+                              "redis-cluster://host:port,host:port or redis-sentinel://host:port,host:port#master)")
     cfg = _section(Config, dict(raw), "")
     upstream = _resolve_upstream(cfg.upstream, environ)
     users = tuple(_resolve_user(u, i, environ) for i, u in enumerate(cfg.client_auth.users))
@@ -307,38 +316,93 @@ def _read_secret(value: str | None, env: str | None, file: str | None, path: str
     return value
 
 
-DERIVED_FROM_URL = ("host", "port")
+DERIVED_FROM_URL = ("host", "port", "mode", "seeds", "sentinel_master")
+TOPOLOGY_SCHEMES = {"redis-cluster": ("cluster", 6379), "rediss-cluster": ("cluster", 6379),
+                    "redis-sentinel": ("sentinel", 26379), "rediss-sentinel": ("sentinel", 26379)}
 
 
 def _resolve_upstream(up: UpstreamConfig, environ: Mapping[str, str]) -> UpstreamConfig:
     """Split the URL into fields; explicit keys (username, password*, tls) win over what the URL carries."""
     parts = urlsplit(up.url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"upstream.url: scheme must be redis://, rediss:// or unix://, got {parts.scheme!r}")
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ConfigError("upstream.url: invalid port") from None
-    db = up.db
-    unix_socket = up.unix_socket
-    if parts.scheme == "unix":
-        unix_socket = parts.path
-    elif parts.path.strip("/"):
-        try:
-            db = int(parts.path.strip("/"))
-        except ValueError:
-            raise ConfigError(f"upstream.url: database must be a number, got {parts.path!r}") from None
+    if parts.scheme in TOPOLOGY_SCHEMES:
+        up = _resolve_topology(up, parts)
+    elif parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"upstream.url: scheme must be redis://, rediss://, unix://, redis-cluster://, "
+                          f"rediss-cluster://, redis-sentinel:// or rediss-sentinel://, got {parts.scheme!r}")
+    else:
+        up = _resolve_standalone(up, parts)
     username = up.username if up.username is not None else (unquote(parts.username) if parts.username else None)
     password = up.password if up.password is not None else (unquote(parts.password) if parts.password else None)
     password = _read_secret(password, up.password_env, up.password_file, "upstream.password", environ)
+    sentinel_password = _read_secret(up.sentinel_password, up.sentinel_password_env, up.sentinel_password_file,
+                                     "upstream.sentinel_password", environ)
     tls = up.tls
-    if parts.scheme == "rediss" and not tls.enabled:
+    if parts.scheme.startswith("rediss") and not tls.enabled:
         tls = dataclasses.replace(tls, enabled=True)
     url = up.url  # kept for display: its password (now in the password field, out of repr) is blanked
     if parts.password is not None:
         url = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":(hidden)@", 1)).geturl()
-    return dataclasses.replace(up, url=url, host=parts.hostname or "127.0.0.1", port=port, db=db,
-                               unix_socket=unix_socket, username=username or None, password=password or None, tls=tls)
+    return dataclasses.replace(up, url=url, username=username or None, password=password or None, tls=tls,
+                               sentinel_password=sentinel_password or None)
+
+
+def _resolve_standalone(up: UpstreamConfig, parts: SplitResult) -> UpstreamConfig:
+    """redis://, rediss:// and unix:// urls: one server."""
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ConfigError("upstream.url: invalid port") from None
+    if parts.scheme == "unix":
+        return dataclasses.replace(up, unix_socket=parts.path)
+    db = _url_db(parts) if parts.path.strip("/") else up.db
+    host = parts.hostname or "127.0.0.1"
+    return dataclasses.replace(up, host=host, port=port, db=db, seeds=((host, port),))
+
+
+def _url_db(parts: SplitResult) -> int:
+    try:
+        return int(parts.path.strip("/"))
+    except ValueError:
+        raise ConfigError(f"upstream.url: database must be a number, got {parts.path!r}") from None
+
+
+def _resolve_topology(up: UpstreamConfig, parts: SplitResult) -> UpstreamConfig:
+    """redis-cluster://[user:password@]host:port[,host:port...] (seed nodes; any reachable ones will do) and
+    redis-sentinel://[user:password@]host:port[,host:port...][/db]#master (the sentinels; credentials are the
+    master's). ``host`` and ``port`` become the first address, for what needs a single one."""
+    mode, default_port = TOPOLOGY_SCHEMES[parts.scheme]
+    hosts = parts.netloc.rpartition("@")[2]
+    seeds = tuple(_seed(text.strip(), default_port) for text in hosts.split(",") if text.strip())
+    if not seeds:
+        raise ConfigError(f"upstream.url: {parts.scheme}:// needs at least one host:port")
+    if parts.query:
+        raise ConfigError(f"upstream.url: {parts.scheme}:// takes no ?options, got ?{parts.query}")
+    db = _url_db(parts) if parts.path.strip("/") else up.db
+    if mode == "cluster" and parts.path.strip("/") and db:  # a db from the yaml alone: _validate_topology
+        raise ConfigError(f"upstream.url: Redis Cluster has only database 0 (SELECT {db} fails on a cluster); "
+                          f"remove /{db} from the url")
+    master = unquote(parts.fragment)
+    if mode == "sentinel" and not master:
+        raise ConfigError("upstream.url: redis-sentinel:// needs the master's name after #, e.g. "
+                          "redis-sentinel://sentinel1:26379,sentinel2:26379#mymaster")
+    if mode == "cluster" and master:
+        raise ConfigError(f"upstream.url: redis-cluster:// takes no #fragment, got #{parts.fragment}")
+    return dataclasses.replace(up, mode=mode, seeds=seeds, host=seeds[0][0], port=seeds[0][1], db=db,
+                               sentinel_master=master or None)
+
+
+def _seed(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") > 1:
+        raise ConfigError(f"upstream.url: write an IPv6 address in brackets, [{text}]:port")
+    else:
+        host, _, port = text.partition(":")
+    if not host or (port and not port.isdigit()) or not 0 < int(port or default_port) <= 65535:
+        raise ConfigError(f"upstream.url: expected host:port, got {text!r}")
+    return host, int(port or default_port)
 
 
 def _resolve_user(user: ClientUser, i: int, environ: Mapping[str, str]) -> ClientUser:
@@ -394,6 +458,7 @@ def _validate(cfg: Config) -> None:
         positive(getattr(cfg.limits, name), f"limits.{name}")
     if not 0 <= cfg.upstream.db < cfg.limits.databases:
         raise ConfigError(f"upstream.db: {cfg.upstream.db} is outside 0..{cfg.limits.databases - 1}")
+    _validate_topology(cfg.upstream)
     tls = cfg.upstream.tls
     if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError("upstream.tls: cert_file and key_file go together")
@@ -415,6 +480,16 @@ def _validate(cfg: Config) -> None:
                 raise ConfigError(
                     f"listen: {host} is not a loopback address and {why}; {fix}, "
                     "or set client_auth.allow_public_without_auth: true if you really mean it")
+
+
+def _validate_topology(up: UpstreamConfig) -> None:
+    """What only makes sense for one mode is refused in the others, so a misplaced key is never silently unused."""
+    if up.mode == "cluster" and up.db:
+        raise ConfigError(f"upstream.db: Redis Cluster has only database 0 (SELECT {up.db} fails on a cluster)")
+    if up.mode != "sentinel":
+        for key in ("sentinel_username", "sentinel_password", "sentinel_password_env", "sentinel_password_file"):
+            if getattr(up, key) is not None:
+                raise ConfigError(f"upstream.{key}: only for a redis-sentinel:// upstream.url")
 
 
 def _validate_listen_tls(tls: ListenTLSConfig) -> None:

