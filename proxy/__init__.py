@@ -1,3 +1,3 @@
-"""redis-sidecar: a local Redis-protocol proxy that multiplexes short-lived clients onto persistent upstream connections."""
+"""redis-sidecar: a local Redis-protocol proxy; many short-lived clients share a few persistent upstream connections."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Command line: ``redis-sidecar [--config FILE] [--listen HOST:PORT] [--upstream URL] ...`` (and ``bench``)."""
+"""Command line: ``redis-sidecar [--config FILE] [--listen HOST:PORT] [--upstream URL] ...``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ environment:
   REDIS_SIDECAR_<SECTION>__<KEY> any config key, e.g. REDIS_SIDECAR_POOL__SIZE=8
 
 precedence: config file < environment < flags.
-subcommands: 'redis-sidecar bench ...' runs the benchmarks (python -m benchmarks).
 """
 
 
@@ -50,10 +49,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        from benchmarks.__main__ import main as bench_main
-
-        return bench_main(argv[1:])
     args = parser().parse_args(argv)
     overrides = {
         "listen": args.listen, "unix_socket": args.unix_socket, "upstream.url": args.upstream,

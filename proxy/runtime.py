@@ -9,8 +9,10 @@ connections once its in-flight commands are answered.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
+import hiredis
 
 from .access.auth import Authenticator, Identity
 from .access.permissions import Permissions
@@ -19,10 +21,11 @@ from .config import Config
 from .services.pubsub import Hub
 from .services.registry import ClientRegistry
 from .services.stats import Sampler, Stats
+from .upstream.connection import UpstreamError, Waiter
 from .upstream.control import Control
 from .upstream.credentials import PoolKey
 from .upstream.manager import UpstreamManager
-from .wire.resp import RequestLimits
+from .wire.resp import RequestLimits, encode_command
 
 # Upstream settings that name another server or login: a change means new connections (a new manager).
 TARGET_FIELDS = ("host", "port", "unix_socket", "username", "password", "tls")
@@ -55,14 +58,35 @@ class Runtime:
     registry: ClientRegistry
     sampler: Sampler
     hooks: Hooks
-    output: "OutputBudget" = field(default_factory=lambda: OutputBudget())
+    output: OutputBudget = field(default_factory=lambda: OutputBudget())
 
     @property
     def default_key(self) -> PoolKey:
         return PoolKey(self.manager.login, self.cfg.upstream.db, 2)
 
+    async def learn_commands(self) -> None:
+        """Classify commands by the server's own COMMAND flags from now on (a module's commands included); until
+        the server answers, the static table routes. Tried again while the upstream cannot be reached."""
+        delay = 0.5
+        while True:
+            try:
+                conn = self.manager.shared_conn(self.default_key)
+                waiter = Waiter(self.loop)
+                conn.send(encode_command([b"COMMAND"]), waiter)
+                frame = await waiter.future
+            except UpstreamError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if frame[:1] == b"-":  # not allowed to the sidecar's login: the static table stays
+                return
+            reader = hiredis.Reader()
+            reader.feed(frame)
+            self.table = self.table.learn(reader.gets())
+            return
+
     @classmethod
-    def build(cls, cfg: Config, loop: asyncio.AbstractEventLoop, previous: "Runtime | None" = None) -> "Runtime":
+    def build(cls, cfg: Config, loop: asyncio.AbstractEventLoop, previous: Runtime | None = None) -> Runtime:
         """A runtime for ``cfg``; with ``previous``, its upstream connections, counters and clients carry over
         unless the upstream server or login changed."""
         same_target = previous is not None and all(
@@ -76,14 +100,16 @@ class Runtime:
         auth = Authenticator(cfg.client_auth, manager.login, control, cfg.limits.auth_failures_per_minute)
         permissions = Permissions(control, manager.login, cfg.client_auth.passthrough_ttl)
 
-        def credential_lost(login) -> None:  # noqa: ANN001 - the upstream refused a login or killed its connections
+        def credential_lost(login) -> None:
             auth.forget(login)
             permissions.forget(login)
 
         manager.on_credential_lost = credential_lost
         sampler = previous.sampler if previous else Sampler(cfg.metrics.latency_sample)
         sampler.every = cfg.metrics.latency_sample
-        return cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg), manager=manager, control=control,
+        specs = previous.table.specs if previous is not None and same_target else None
+        return cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg.commands, specs), manager=manager,
+                   control=control,
                    auth=auth, permissions=permissions, hub=hub,
                    limits=RequestLimits(max_bulk_len=cfg.limits.proto_max_bulk_len,
                                         max_multibulk_len=cfg.limits.max_multibulk_len),

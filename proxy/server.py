@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 from .client.session import Session
 from .config import Config, listener_ssl_context, metrics_address
@@ -78,6 +79,7 @@ class Server:
                  cfg.pool.size, cfg.client_auth.mode)
         rt.manager.start_watchdog()
         rt.manager.prewarm(rt.default_key)
+        self._tasks.append(self.loop.create_task(rt.learn_commands()))
         self._tasks.append(self.loop.create_task(self._summaries()))
         self.listening = True
         if self.worker_socket:
@@ -152,8 +154,8 @@ class Server:
         registry = self.handle.current.registry
         while len(registry) and time.monotonic() < deadline:
             late = time.monotonic() >= cutoff
-            for session in registry:
-                assert isinstance(session, Session)
+            for entry in registry:
+                session = cast(Session, entry)
                 if session.transport is None or session.closed:
                     continue
                 if not session.busy:
@@ -163,7 +165,7 @@ class Server:
                     session.close_after_replies()  # it closes itself after its last pending reply
                     session.pause_reading()
             await asyncio.sleep(0.02)
-        cut = [s for s in registry if isinstance(s, Session) and s.transport is not None]
+        cut = [cast(Session, s) for s in registry if cast(Session, s).transport is not None]
         for session in cut:
             session.abort()
         if cut:

@@ -34,8 +34,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from .ops import httpd, logs
 from .config import Config, ConfigError, metrics_address
+from .ops import httpd, logs
 from .ops.metrics import PREFIX
 from .server import new_event_loop
 
@@ -85,7 +85,7 @@ class Supervisor:
             os.unlink(w.socket)
         cmd = [sys.executable, "-m", "proxy", *self.argv, "--worker-index", str(w.index),
                "--worker-socket", w.socket]
-        w.proc = subprocess.Popen(cmd, preexec_fn=_die_with_supervisor)  # noqa: PLW1509 - no threads here
+        w.proc = subprocess.Popen(cmd, preexec_fn=_die_with_supervisor)
         w.ready = False
         log.info("worker started", extra={"event": "worker_started", "worker": w.index, "pid": w.proc.pid})
 

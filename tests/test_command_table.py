@@ -153,7 +153,7 @@ def test_development_profile_and_allow_open_the_development_commands():
     assert production.refusal([b"debug", b"x"]).endswith("(commands.profile: development or commands.allow opens it)")
     assert production.refusal([b"SHUTDOWN"]).endswith("(only commands.allow opens it)")
     cfg = config.build({"commands": {"profile": "development", "allow": ["SHUTDOWN"]}}, environ={})
-    assert CommandTable.for_config(cfg).route([b"SHUTDOWN", b"NOSAVE"]) is Route.SESSION
+    assert CommandTable.for_config(cfg.commands).route([b"SHUTDOWN", b"NOSAVE"]) is Route.SESSION
     for raw, error in (({"profile": "staging"}, "commands.profile: must be production or development"),
                        ({"allow": ["FLUSHALL"]}, "commands.allow: 'FLUSHALL' cannot be allowed"),
                        ({"allow": ["debug"], "deny": ["DEBUG"]}, "commands.allow: 'debug' is also in commands.deny")):

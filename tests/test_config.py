@@ -150,7 +150,7 @@ def test_command_line_accepts_a_cluster_upstream():
 
 
 def test_sidecar_config_shows_a_cluster_url_without_its_password():
-    from proxy.admin import redacted
+    from proxy.ops.admin import redacted
 
     cfg = config.load(None, None, {"REDIS_SIDECAR_UPSTREAM": "redis-sentinel://:m-pw@s1:26379,s2:26379#m",
                                    "REDIS_SIDECAR_UPSTREAM__SENTINEL_PASSWORD": "s-pw"})

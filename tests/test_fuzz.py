@@ -470,6 +470,10 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
     def get_write_buffer_size(self) -> int:
         return 0
 

@@ -9,7 +9,8 @@ own upstream connection receives the invalidations.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..services.pubsub import Kind
 from ..upstream.credentials import PoolKey
@@ -32,9 +33,9 @@ def _wrong(sub: str) -> bytes:
     return resp.error(f"ERR wrong number of arguments for 'client|{sub}' command")
 
 
-# -- what a client is ---------------------------------------------------------------------------------------------------
+# -- what a client is -------------------------------------------------------------------------------------------------
 
-def info_fields(s: "Session") -> dict[str, object]:
+def info_fields(s: Session) -> dict[str, object]:
     """CLIENT LIST / CLIENT INFO fields, named and ordered as Redis 7.0 has them, for this client of the sidecar."""
     now = time.monotonic()
     subs = s.subs
@@ -63,7 +64,7 @@ def client_line(fields: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in fields.items()) + "\n"
 
 
-def visible(s: "Session") -> Iterable["Session"]:
+def visible(s: Session) -> Iterable[Session]:
     """The clients ``s`` may see and act on: all of them for admins and clients on the sidecar's own login; for a
     client authenticated as another user (passthrough with ACL users), only that user's clients."""
     everyone = s.handle.current.registry
@@ -75,7 +76,7 @@ def visible(s: "Session") -> Iterable["Session"]:
 
 # -- subcommands ----------------------------------------------------------------------------------------------------
 
-def _setname(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _setname(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     if len(args) != 3:
         return _wrong("setname")
     if not valid_name(args[2]):
@@ -84,15 +85,15 @@ def _setname(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return resp.OK
 
 
-def _getname(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _getname(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     return _wrong("getname") if len(args) != 2 else resp.bulk(s.name, s.proto)
 
 
-def _id(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _id(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     return _wrong("id") if len(args) != 2 else resp.integer(s.id)
 
 
-def _setinfo(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _setinfo(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     if len(args) != 4:
         return _wrong("setinfo")
     attr = args[2].lower()
@@ -108,11 +109,11 @@ def _setinfo(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return resp.OK
 
 
-def _info(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _info(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     return _wrong("info") if len(args) != 2 else resp.verbatim(client_line(info_fields(s)), s.proto)
 
 
-def _list(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _list(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     clients = list(visible(s))
     rest = [a.lower() for a in args[2:]]
     if rest[:1] == [b"id"] and len(rest) > 1:
@@ -130,7 +131,7 @@ def _list(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return resp.verbatim("".join(client_line(info_fields(c)) for c in clients), s.proto)
 
 
-def _reply(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _reply(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     mode = args[2].lower() if len(args) == 3 else b""
     if mode == b"on":
         s.reply_mode, s.skipping = ReplyMode.ON, False
@@ -144,13 +145,13 @@ def _reply(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return resp.error("ERR syntax error") if len(args) == 3 else _wrong("reply")
 
 
-def _maint_notifications(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _maint_notifications(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     # Maintenance notifications announce upstream endpoint moves; the sidecar absorbs those itself, so it answers
     # as a server without the feature does (clients treat the feature as unavailable and carry on).
     return resp.error(f"ERR unknown subcommand '{args[1].decode(errors='replace')[:128]}'. Try CLIENT HELP.")
 
 
-def _kill(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _kill(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     """CLIENT KILL addr (old form: +OK or an error) or CLIENT KILL <filter> <value> ... (the number killed)."""
     if len(args) == 3:
         targets = [c for c in visible(s) if c.addr == args[2].decode(errors="replace")]
@@ -197,7 +198,7 @@ def _kill(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return resp.integer(len(targets))
 
 
-def _close(s: "Session", targets: list["Session"]) -> None:
+def _close(s: Session, targets: list[Session]) -> None:
     for client in targets:
         if client is s:
             s.close_after_replies()  # its own reply still goes out, as Redis sends it before closing
@@ -205,7 +206,7 @@ def _close(s: "Session", targets: list["Session"]) -> None:
             client.abort()
 
 
-def _unblock(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
+def _unblock(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
     """Unblock a sidecar client blocked in a blocking call, by unblocking its lease upstream (out of band)."""
     if len(args) not in (3, 4):
         return _wrong("unblock")
@@ -223,7 +224,7 @@ def _unblock(s: "Session", args: list[bytes], raw: bytes) -> bytes | None:
     return None
 
 
-def tracking_redirect(s: "Session", args: list[bytes]) -> list[bytes] | bytes:
+def tracking_redirect(s: Session, args: list[bytes]) -> list[bytes] | bytes:
     """CLIENT TRACKING ... REDIRECT <sidecar client id>: the same command naming that client's own upstream
     connection; an error if it has none (it must hold one, e.g. subscribed to __redis__:invalidate)."""
     lowered = [a.lower() for a in args]
@@ -246,7 +247,7 @@ CLIENT: dict[bytes, Handler] = {
 }
 
 
-def cmd_client(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_client(s: Session, args: list[bytes], raw: bytes) -> None:
     handler = CLIENT.get(args[1].lower()) if len(args) > 1 else None
     if handler is None:
         s.reply(resp.error("ERR wrong number of arguments for 'client' command") if len(args) < 2 else

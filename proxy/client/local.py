@@ -8,7 +8,8 @@ branch on them. A locally answered command is allowed only if the upstream would
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..access.auth import Identity
 from ..access.permissions import PROBES
@@ -28,7 +29,7 @@ def wrong_args(name: str) -> bytes:
     return resp.error(f"ERR wrong number of arguments for '{name}' command")
 
 
-def handle(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def handle(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     label = name + b"|" + args[1].lower() if name == b"client" and len(args) > 1 else name
     if label in PROBES and not (name == b"info" and _forwarded_info(args)):
         permissions = s.handle.current.permissions
@@ -50,7 +51,7 @@ def _ignore(_: object) -> None:
 
 # -- authentication -------------------------------------------------------------------------------------------------
 
-def authenticate(s: "Session", auth_args: list[bytes], then: Callable[[], bytes]) -> None:
+def authenticate(s: Session, auth_args: list[bytes], then: Callable[[], bytes]) -> None:
     """Check a credential (locally, or upstream in passthrough mode) and reply ``then()`` or the error."""
     rt = s.handle.current
     username = auth_args[0].decode(errors="surrogateescape") if len(auth_args) == 2 else None
@@ -72,7 +73,7 @@ def authenticate(s: "Session", auth_args: list[bytes], then: Callable[[], bytes]
               lambda outcome: slot.deliver(_auth_result(s, outcome, then, host, user)))
 
 
-def _auth_result(s: "Session", result: object, then: Callable[[], bytes], host: str, user: str) -> bytes:
+def _auth_result(s: Session, result: object, then: Callable[[], bytes], host: str, user: str) -> bytes:
     rt = s.handle.current
     if isinstance(result, Identity):
         s.set_identity(result)
@@ -85,7 +86,7 @@ def _auth_result(s: "Session", result: object, then: Callable[[], bytes], host: 
     return resp.error(f"ERR cannot check the credential upstream: {result}")
 
 
-def cmd_auth(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_auth(s: Session, args: list[bytes], raw: bytes) -> None:
     if len(args) < 2:
         s.reply(wrong_args("auth"))
     elif len(args) > 3:
@@ -94,7 +95,7 @@ def cmd_auth(s: "Session", args: list[bytes], raw: bytes) -> None:
         authenticate(s, args[1:], lambda: resp.OK)
 
 
-def hello_reply(s: "Session") -> bytes:
+def hello_reply(s: Session) -> bytes:
     info = s.handle.current.manager.server_info
     proto = s.proto
     return resp.mapping([
@@ -104,7 +105,7 @@ def hello_reply(s: "Session") -> bytes:
         (resp.bulk(b"modules"), resp.value(info.modules, proto))], proto)
 
 
-def cmd_hello(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_hello(s: Session, args: list[bytes], raw: bytes) -> None:
     ver = None
     i = 1
     valkey = s.handle.current.manager.server_info.valkey
@@ -164,7 +165,7 @@ def cmd_hello(s: "Session", args: list[bytes], raw: bytes) -> None:
 
 # -- connection state -----------------------------------------------------------------------------------------------
 
-def cmd_select(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_select(s: Session, args: list[bytes], raw: bytes) -> None:
     if len(args) != 2:
         s.reply(wrong_args("select"))
         return
@@ -190,7 +191,7 @@ def cmd_select(s: "Session", args: list[bytes], raw: bytes) -> None:
     s.reply(resp.OK)
 
 
-def cmd_ping(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_ping(s: Session, args: list[bytes], raw: bytes) -> None:
     """Only a RESP2 subscriber's PING is answered here (its hub connection cannot answer for it)."""
     if len(args) > 2:
         s.reply(wrong_args("ping"))
@@ -198,16 +199,16 @@ def cmd_ping(s: "Session", args: list[bytes], raw: bytes) -> None:
         s.reply(resp.array([resp.bulk(b"pong"), resp.bulk(args[1] if len(args) == 2 else b"")]))
 
 
-def cmd_echo(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_echo(s: Session, args: list[bytes], raw: bytes) -> None:
     s.reply(resp.bulk(args[1]) if len(args) == 2 else wrong_args("echo"))
 
 
-def cmd_quit(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_quit(s: Session, args: list[bytes], raw: bytes) -> None:
     s.reply(resp.OK)
     s.close_after_replies()
 
 
-def cmd_reset(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_reset(s: Session, args: list[bytes], raw: bytes) -> None:
     if len(args) != 1:
         s.reply(wrong_args("reset"))
     elif s.inflight:
@@ -223,7 +224,7 @@ def _forwarded_info(args: list[bytes]) -> bool:
     return {a.lower() for a in args[1:]} != {b"sidecar"}
 
 
-def cmd_info(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_info(s: Session, args: list[bytes], raw: bytes) -> None:
     """INFO runs upstream; the sidecar appends ``# Sidecar`` when the sections asked for include it."""
     sections = {a.lower() for a in args[1:]}
     hooks = s.handle.current.hooks
@@ -252,7 +253,7 @@ def append_section(frame: bytes, section: str) -> bytes:
     return kind + b"%d\r\n" % len(body) + body + b"\r\n"
 
 
-def cmd_sidecar(s: "Session", args: list[bytes], raw: bytes) -> None:
+def cmd_sidecar(s: Session, args: list[bytes], raw: bytes) -> None:
     s.reply(s.handle.current.hooks.admin(args, s.proto, s.identity))
 
 

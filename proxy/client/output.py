@@ -10,7 +10,8 @@ RESP3 pushes, as Redis sends them.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .session import Session
@@ -23,7 +24,7 @@ class Slot:
 
     __slots__ = ("session", "data", "upstream", "blocking", "suppress", "transform")
 
-    def __init__(self, session: "Session", upstream: bool, suppress: bool, blocking: bool = False) -> None:
+    def __init__(self, session: Session, upstream: bool, suppress: bool, blocking: bool = False) -> None:
         self.session = session
         self.data: bytes | None = None
         self.upstream = upstream  # counts as a command in flight upstream
@@ -43,7 +44,7 @@ class ReplyQueue:
 
     __slots__ = ()
 
-    def reply(self: "Session", data: bytes) -> None:
+    def reply(self: Session, data: bytes) -> None:
         """A reply made by the sidecar, placed after every reply still pending."""
         suppress = self.quiet
         if not self.slots:
@@ -54,14 +55,14 @@ class ReplyQueue:
         slot.data = data
         self.slots.append(slot)
 
-    def pending_slot(self: "Session", push: bool = False) -> Slot:
+    def pending_slot(self: Session, push: bool = False) -> Slot:
         """A slot the sidecar fills later itself (a subscription confirmed, an out-of-band reply). ``push``: it is
         a RESP3 push, which CLIENT REPLY never drops."""
         slot = Slot(self, False, False if push else self.quiet)
         self.slots.append(slot)
         return slot
 
-    def slot_done(self: "Session", slot: Slot) -> None:
+    def slot_done(self: Session, slot: Slot) -> None:
         if self.closed:
             return
         if slot.upstream:
@@ -82,7 +83,7 @@ class ReplyQueue:
         elif self.reading_paused:
             self.maybe_resume_reading()
 
-    def write(self: "Session", data: bytes) -> None:
+    def write(self: Session, data: bytes) -> None:
         """Queue bytes for the client; everything ready in one event-loop turn leaves in one write."""
         if self.closed:
             return
@@ -93,7 +94,7 @@ class ReplyQueue:
         if self.out_size > 65536:  # a large turn (a reply burst for a client that may not read): check now
             self.check_output_limit()
 
-    def push(self: "Session", frame: bytes) -> None:
+    def push(self: Session, frame: bytes) -> None:
         """A pub/sub message or another out-of-band frame, kept behind pending replies."""
         if self.reply_off and frame[:1] != b">":
             return
@@ -104,7 +105,7 @@ class ReplyQueue:
         else:
             self.write(frame)
 
-    def _flush(self: "Session") -> None:
+    def _flush(self: Session) -> None:
         transport, out = self.transport, self.out
         if transport is None or self.closed or not out:
             out.clear()
@@ -119,7 +120,7 @@ class ReplyQueue:
         if not self.check_output_limit() and self.closing and not self.slots:
             transport.close()
 
-    def check_output_limit(self: "Session") -> bool:
+    def check_output_limit(self: Session) -> bool:
         """Cut off a client whose unsent replies pass its limit, or the largest holder when all clients together
         pass ``limits.total_output_buffer``; True if this client was cut off."""
         transport = self.transport

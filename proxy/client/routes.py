@@ -8,7 +8,8 @@ queued after it runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import hiredis
 
@@ -32,7 +33,7 @@ WAIT_CHANNEL = b"__redis-sidecar__:wait"
 
 # -- shared ------------------------------------------------------------------------------------------------------------
 
-def route_shared(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_shared(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     if name == b"ping" and s.proto == 2 and s.subscribed and s.lease is None:
         local.cmd_ping(s, args, raw)  # a RESP2 subscriber's PING: its hub connection cannot answer for it
         return
@@ -44,7 +45,7 @@ def route_shared(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> No
         slot.transform = adjust(s, args)
 
 
-def _publish(s: "Session", args: list[bytes]) -> Callable[[bytes], bytes] | None:
+def _publish(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
     """PUBLISH counts the hub's subscriptions upstream; a direct connection would count the local subscribers."""
     if len(args) != 3:
         return None
@@ -59,7 +60,7 @@ def _publish(s: "Session", args: list[bytes]) -> Callable[[bytes], bytes] | None
     return adjust
 
 
-def _pubsub(s: "Session", args: list[bytes]) -> Callable[[bytes], bytes] | None:
+def _pubsub(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
     """PUBSUB NUMSUB / SHARDNUMSUB: each channel's count as a direct connection would see it."""
     sub = args[1].lower() if len(args) > 1 else b""
     kind = {b"numsub": Kind.CHANNEL, b"shardnumsub": Kind.SHARD}.get(sub)
@@ -86,7 +87,7 @@ def _pubsub(s: "Session", args: list[bytes]) -> Callable[[bytes], bytes] | None:
     return adjust
 
 
-def _exact(hub, channel: bytes) -> tuple[int, int] | None:  # noqa: ANN001
+def _exact(hub, channel: bytes) -> tuple[int, int] | None:
     """NUMSUB counts channel subscribers only (patterns are NUMPAT's)."""
     upstream = local_count = 0
     for conn in hub.hubs.values():
@@ -97,13 +98,13 @@ def _exact(hub, channel: bytes) -> tuple[int, int] | None:  # noqa: ANN001
     return (upstream, local_count) if upstream or local_count else None
 
 
-ADJUSTED: dict[bytes, Callable[["Session", list[bytes]], Callable[[bytes], bytes] | None]] = {
+ADJUSTED: dict[bytes, Callable[[Session, list[bytes]], Callable[[bytes], bytes] | None]] = {
     b"publish": _publish, b"spublish": _publish, b"pubsub": _pubsub}
 
 
 # -- transactions ------------------------------------------------------------------------------------------------------
 
-def in_transaction(s: "Session", name: bytes, args: list[bytes], raw: bytes, route: Route) -> bool:
+def in_transaction(s: Session, name: bytes, args: list[bytes], raw: bytes, route: Route) -> bool:
     """Handle ``args`` as part of an open transaction; False when it is not one (or is MULTI/EXEC... itself)."""
     tx = s.tx
     if tx in QUEUEING:
@@ -126,7 +127,7 @@ def in_transaction(s: "Session", name: bytes, args: list[bytes], raw: bytes, rou
     return False
 
 
-def route_transaction(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_transaction(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     tx = s.tx
     if name in (b"multi", b"watch"):
         if tx in QUEUEING:
@@ -166,13 +167,13 @@ def route_transaction(s: "Session", name: bytes, args: list[bytes], raw: bytes) 
 
 # -- connections of the client's own ---------------------------------------------------------------------------------
 
-def route_blocking(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_blocking(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     lease = s.need_lease(LeaseKind.CALL, args, raw)
     if lease is not None:
         s.send_upstream(lease, raw, blocking=True)
 
 
-def route_wait(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_wait(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     """WAIT/WAITAOF count replicas that acknowledged the connection's last write offset. On a lent connection that
     offset is not the client's: a PUBLISH first (propagated, so it moves the offset past every write the client made
     before) makes the count honest; without permission to publish, the client is told instead of misled."""
@@ -210,7 +211,7 @@ class _Marker:
                           f"{self.error[1:-2].decode(errors='replace')}")
 
 
-def route_session(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_session(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     if name == b"client" and len(args) > 1 and args[1].lower() == b"tracking":
         translated = local.tracking_redirect(s, args)
         if isinstance(translated, bytes):
@@ -222,7 +223,7 @@ def route_session(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> N
         s.send_upstream(lease, raw, blocking=name == b"monitor")
 
 
-def route_control(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_control(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     """SCRIPT KILL, FUNCTION KILL: on a connection of their own, never queued behind the busy command they stop."""
     if s.inflight:
         s.hold(Wait.DRAIN, args, raw)
@@ -230,19 +231,19 @@ def route_control(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> N
     s.out_of_band(PoolKey(s.effective_login(), 0, s.proto), raw)
 
 
-def route_refused(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_refused(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     s.reply(resp.error(s.handle.current.table.refusal(args)))
 
 
-def route_pubsub(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_pubsub(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     subscriptions.command(s, name, args, raw)
 
 
-def route_local(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def route_local(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     local.handle(s, name, args, raw)
 
 
-def drop_subscriptions(s: "Session") -> None:
+def drop_subscriptions(s: Session) -> None:
     subscriptions.drop(s)
 
 

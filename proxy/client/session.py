@@ -16,7 +16,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..access.auth import Identity
 from ..commands.guard import LOGIN_CONTAINERS, login_exposure
@@ -100,7 +101,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         return self.subs is not None and self.subs.active
 
     @property
-    def login(self):  # noqa: ANN201 - Credential | None: the upstream login this client's commands run as
+    def login(self):
         return self.identity.login if self.identity is not None else None
 
     def refresh_plain(self) -> None:
@@ -238,7 +239,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
             self.reply(refusal)
             return False
 
-        def admitted(result: Identity | None | BaseException) -> None:
+        def admitted(result: Identity | BaseException | None) -> None:
             if isinstance(result, Identity):
                 self.set_identity(result)  # the held command runs next
             else:
@@ -283,9 +284,8 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         """Nothing of this client is in flight: it may change connections now."""
         self.switching = False
         self.conn = None
-        if self.lease is not None and self.lease_kind is LeaseKind.CALL:
-            self.release_lease(force_close=False)
-        elif self.lease is not None and self.lease_kind is LeaseKind.TRANSACTION and self.tx is Tx.NONE:
+        kind = self.lease_kind
+        if kind is LeaseKind.CALL or (kind is LeaseKind.TRANSACTION and self.tx is Tx.NONE):
             self.release_lease(force_close=False)
         if self.wait is Wait.DRAIN:
             self.handle.current.loop.call_soon(self.resume)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 INVALIDATE = b"__redis__:invalidate"
 
 
-def command(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
+def command(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
     kind, subscribing = COMMANDS[name]
     if subscribing and len(args) < 2:
         s.reply(resp.error(f"ERR wrong number of arguments for '{name.decode()}' command"))
@@ -35,7 +35,7 @@ def command(s: "Session", name: bytes, args: list[bytes], raw: bytes) -> None:
         _unsubscribe(s, name, kind, args[1:])
 
 
-def _dedicated(s: "Session", kind: Kind, subscribing: bool, args: list[bytes], raw: bytes) -> None:
+def _dedicated(s: Session, kind: Kind, subscribing: bool, args: list[bytes], raw: bytes) -> None:
     lease = s.need_lease(LeaseKind.SESSION, args, raw)
     if lease is None:
         return
@@ -51,7 +51,7 @@ def _dedicated(s: "Session", kind: Kind, subscribing: bool, args: list[bytes], r
     lease.send(raw, None)
 
 
-def _subscribe(s: "Session", name: bytes, kind: Kind, channels: list[bytes]) -> None:
+def _subscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
     try:
         hub = s.handle.current.hub.for_login(s.login)
     except UpstreamError as exc:
@@ -80,7 +80,7 @@ def _subscribe(s: "Session", name: bytes, kind: Kind, channels: list[bytes]) -> 
         confirmed(resp.error(str(exc)))
 
 
-def _unsubscribe(s: "Session", name: bytes, kind: Kind, channels: list[bytes]) -> None:
+def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
     subs = s.subs
     mine = subs.names[kind] if subs is not None else {}
     targets = channels or list(mine)
@@ -104,7 +104,7 @@ def _unsubscribe(s: "Session", name: bytes, kind: Kind, channels: list[bytes]) -
         s.subs = None
 
 
-def drop(s: "Session") -> None:
+def drop(s: Session) -> None:
     """The client left (or RESET): out of every hub, without replies."""
     subs, s.subs = s.subs, None
     if subs is None:

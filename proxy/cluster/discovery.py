@@ -8,8 +8,9 @@ object) or raised (redis-py raises ``ResponseError``); both are understood. Each
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from .topology import Address, SlotMap, from_cluster_shards, from_cluster_slots
 
@@ -56,7 +57,7 @@ async def discover(seeds: Iterable[Address], fetch: Fetch, *, tls: bool = False,
     for seed in seeds:
         try:
             slot_map = await _ask_seed(seed, fetch, tls, timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure of one seed means: try the next
+        except Exception as exc:
             reasons.append(f"{_where(seed)}: {exc or type(exc).__name__}")
             continue
         if not slot_map.uncovered():
@@ -72,7 +73,7 @@ async def discover(seeds: Iterable[Address], fetch: Fetch, *, tls: bool = False,
 async def _ask_seed(seed: Address, fetch: Fetch, tls: bool, timeout: float) -> SlotMap:
     try:
         reply = await query(fetch, seed, ("CLUSTER", "SHARDS"), timeout)
-    except Exception as exc:  # noqa: BLE001 - redis-py raises its own ResponseError; the text tells
+    except Exception as exc:
         if not _unknown_command(exc):
             raise
         return from_cluster_slots(await query(fetch, seed, ("CLUSTER", "SLOTS"), timeout), seed[0])
@@ -93,7 +94,7 @@ async def sentinel_master(sentinels: Iterable[Address], name: str, fetch: Fetch,
     for sentinel in sentinels:
         try:
             reply = await query(fetch, sentinel, ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name), timeout)
-        except Exception as exc:  # noqa: BLE001 - this sentinel is down or refuses us: ask the next
+        except Exception as exc:
             reasons.append(f"sentinel {_where(sentinel)}: {exc or type(exc).__name__}")
             continue
         if not reply:
@@ -102,7 +103,7 @@ async def sentinel_master(sentinels: Iterable[Address], name: str, fetch: Fetch,
         address = (_text(reply[0]), int(reply[1]))
         try:
             role = await query(fetch_node, address, ("ROLE",), timeout)
-        except Exception as exc:  # noqa: BLE001 - the named master is unreachable: maybe a failover is under way
+        except Exception as exc:
             reasons.append(f"sentinel {_where(sentinel)} names {_where(address)}: {exc or type(exc).__name__}")
             continue
         if role and _text(role[0]) == "master":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("sidecar.cluster")
 
@@ -37,7 +37,7 @@ class RefreshPolicy:
         self.failures = 0  # of which raised
         self.last_error: BaseException | None = None
 
-    def request(self) -> "asyncio.Future[None]":
+    def request(self) -> asyncio.Future[None]:
         """Ask for a refresh that starts after this call; returns its future, which the caller may await (it
         raises what the refresh raised) or drop. Requests made before that refresh starts share it."""
         if self._queued is None:
@@ -83,7 +83,7 @@ class RefreshPolicy:
             except asyncio.CancelledError:
                 future.cancel()
                 raise
-            except Exception as exc:  # noqa: BLE001 - handed to whoever waits; the next request tries again
+            except Exception as exc:
                 self.failures += 1
                 self.last_error = exc
                 log.warning("cluster topology refresh failed: %s", exc)
@@ -105,11 +105,11 @@ class RefreshPolicy:
                 continue  # a refresh asked for meanwhile pushed the due time back
             try:
                 await self.request()
-            except Exception:  # noqa: BLE001 - logged and counted in _drain; the next period tries again
+            except Exception:
                 pass
 
 
-def _consume_exception(future: "asyncio.Future[None]") -> None:
+def _consume_exception(future: asyncio.Future[None]) -> None:
     """A dropped request's failure is already logged; mark it retrieved so asyncio does not log it again."""
     if not future.cancelled():
         future.exception()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .slots import SLOTS, key_slot
 
@@ -83,7 +84,7 @@ class SlotMap:
         """How many slots no node serves (0 for a healthy cluster)."""
         return self._owner.count(-1)
 
-    def moved(self, slot: int, address: Address) -> "SlotMap":
+    def moved(self, slot: int, address: Address) -> SlotMap:
         """This map with ``slot`` served by the primary at ``address``, as a MOVED says, until a refresh gives the
         whole truth; an address the map does not know becomes a shard of its own."""
         shards = list(self.shards)
@@ -94,7 +95,7 @@ class SlotMap:
         for i, shard in enumerate(shards):
             ranges = _remove_slot(shard.slots, slot)
             if i == target:
-                ranges = ranges + ((slot, slot),)
+                ranges = (*ranges, (slot, slot))
             shards[i] = Shard(shard.primary, shard.replicas, ranges)
         return SlotMap(shards)
 

@@ -19,7 +19,8 @@ Arguments compare as C strings do (``strcasecmp``): case-insensitive, up to the 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .spec import CommandSpec, KeySpec
@@ -61,7 +62,7 @@ def _atoi(arg: bytes) -> int:
 
 # -- key specs ---------------------------------------------------------------------------------------------------------
 
-def _begin(spec: "KeySpec", args: list[bytes]) -> int | None:
+def _begin(spec: KeySpec, args: list[bytes]) -> int | None:
     """Where the keys start: an index, or just after the keyword; 0 when the keyword is absent, None if unknown."""
     kind = spec.begin[0]
     if kind == "index":
@@ -81,7 +82,7 @@ def _begin(spec: "KeySpec", args: list[bytes]) -> int | None:
     return 0
 
 
-def _from_specs(specs: list["KeySpec"], args: list[bytes]) -> list[int] | None:
+def _from_specs(specs: list[KeySpec], args: list[bytes]) -> list[int] | None:
     """Redis's getKeysUsingKeySpecs; None where it reports an invalid or incomplete spec."""
     argc = len(args)
     found: list[int] = []
@@ -119,7 +120,7 @@ def _from_specs(specs: list["KeySpec"], args: list[bytes]) -> list[int] | None:
     return found
 
 
-def _legacy(spec: "CommandSpec", argc: int) -> list[int]:
+def _legacy(spec: CommandSpec, argc: int) -> list[int]:
     """First/last/step from COMMAND (servers without key specs); no keys if the range runs past the arguments."""
     if spec.first <= 0:
         return []
@@ -152,7 +153,7 @@ def _sort(args: list[bytes]) -> list[int]:
         elif word == b"store" and i + 1 < len(args):
             store = i + 1  # the destination itself is scanned next, as Redis does
         i += 1
-    return out + [store] if store is not None else out
+    return [*out, store] if store is not None else out
 
 
 def _migrate(args: list[bytes]) -> list[int]:
@@ -209,7 +210,7 @@ KEY_PROCS: dict[str, Callable[[list[bytes]], list[int]]] = {
 }
 
 
-def key_positions(spec: "CommandSpec", args: list[bytes], include_not_keys: bool = False) -> list[int]:
+def key_positions(spec: CommandSpec, args: list[bytes], include_not_keys: bool = False) -> list[int]:
     """The positions of ``args`` that are keys for this command (see the module's docstring for the order)."""
     if not spec.accepts_argc(len(args)):
         return []

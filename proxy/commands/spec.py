@@ -9,13 +9,14 @@ flags, first/last/step (and, from 6.0, ACL categories). Names and flags may arri
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .keys import key_positions
 
-_NO_SUBCOMMANDS: Mapping[str, "CommandSpec"] = MappingProxyType({})
+_NO_SUBCOMMANDS: Mapping[str, CommandSpec] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class CommandSpec:
     acl_categories: frozenset[str] = frozenset()
     tips: tuple[str, ...] = ()
     key_specs: tuple[KeySpec, ...] = ()
-    subcommands: Mapping[str, "CommandSpec"] = field(default_factory=lambda: _NO_SUBCOMMANDS, hash=False)
+    subcommands: Mapping[str, CommandSpec] = field(default_factory=lambda: _NO_SUBCOMMANDS, hash=False)
 
     # -- what the core asks about a command ---------------------------------------------------------------------------
     @property

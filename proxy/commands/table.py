@@ -14,15 +14,34 @@ every such command is refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from .guard import LOGIN_CONTAINERS, login_exposure
-from .routes import (ALLOW_ONLY, BLOCKING_IF_ARG, CONTAINERS, DEVELOPMENT, EXPLICIT_CONTAINERS, KNOWN_COMMANDS,
-                     OVERRIDES, PUBLISH_COMMANDS, STATIC_BLOCKING, STATIC_PUBSUB, Route, command_key)
+from .routes import (
+    ALLOW_ONLY,
+    BLOCKING_IF_ARG,
+    CONTAINERS,
+    DEVELOPMENT,
+    EXPLICIT_CONTAINERS,
+    KNOWN_COMMANDS,
+    OVERRIDES,
+    PUBLISH_COMMANDS,
+    STATIC_BLOCKING,
+    STATIC_PUBSUB,
+    Route,
+    command_key,
+)
 from .spec import CommandSpec, parse_command_reply
 
-if TYPE_CHECKING:
-    from ..config import Config
+
+class CommandsSettings(Protocol):
+    """The ``commands`` section of the configuration, as the table reads it."""
+
+    deny: tuple[str, ...]
+    unknown: str
+    allow: tuple[str, ...]
+    profile: str
 
 __all__ = ["CONTAINERS", "CommandSpec", "CommandTable", "Route", "login_exposure"]
 
@@ -155,7 +174,7 @@ class CommandTable:
         return f"ERR '{name.upper()}' is not served by the sidecar (commands.unknown is 'refused')"
 
     # -- building and inspecting tables ----------------------------------------------------------------------------
-    def learn(self, reply: Iterable[Any]) -> "CommandTable":
+    def learn(self, reply: Iterable[Any]) -> CommandTable:
         """A table with this one's configuration and the classes the server's COMMAND reply gives."""
         return CommandTable(*self._settings, specs=parse_command_reply(reply))
 
@@ -165,9 +184,8 @@ class CommandTable:
         return None if self._specs is None else {spec.name: spec for spec in self._specs.values()}
 
     @classmethod
-    def for_config(cls, cfg: "Config", specs: Mapping[str, CommandSpec] | None = None) -> "CommandTable":
-        """The table a configuration asks for (built at start and again on reload)."""
-        commands = cfg.commands
+    def for_config(cls, commands: CommandsSettings, specs: Mapping[str, CommandSpec] | None = None) -> CommandTable:
+        """The table the ``commands`` settings ask for (built at start and again on reload)."""
         return cls(commands.deny, Route.SHARED if commands.unknown == "shared" else Route.REFUSED,
                    allow=commands.allow, profile=commands.profile, specs=specs)
 

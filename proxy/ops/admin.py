@@ -13,7 +13,8 @@ import dataclasses
 import os
 import signal
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -115,8 +116,8 @@ def _info(view: SidecarView, args: list[bytes], proto: int) -> bytes:
 
 def _clients(view: SidecarView, args: list[bytes], proto: int) -> bytes:
     lines = []
-    for client in view.handle.current.registry:
-        assert isinstance(client, Session)
+    for entry in view.handle.current.registry:
+        client = cast(Session, entry)
         fields = info_fields(client)
         fields["inflight"] = client.inflight
         fields["lease"] = client.lease_kind.value if client.lease_kind else "none"

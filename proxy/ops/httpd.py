@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 log = logging.getLogger("sidecar.http")
@@ -51,7 +51,7 @@ class _Request(asyncio.Protocol):
     async def _respond(self, path: str, body: bool) -> None:
         try:
             status, ctype, data = await self.handler(path)
-        except Exception:  # noqa: BLE001 - a scrape must never take the sidecar down
+        except Exception:
             log.exception("HTTP handler failed for %s", path)
             status, ctype, data = 500, "text/plain", b"internal error\n"
         self._send(status, ctype, data, body)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import Config, ConfigError
 from ..runtime import Runtime, RuntimeHandle
@@ -74,6 +74,7 @@ def reload(handle: RuntimeHandle, loader: Callable[[], Config] | None, log_stati
     if rt.manager is not old_rt.manager:
         rt.manager.start_watchdog()
         rt.manager.prewarm(rt.default_key)
+        old_rt.loop.create_task(rt.learn_commands())
         log.info("upstream changing from %s to %s: clients move over as they go idle", old_rt.manager.address,
                  rt.manager.address, extra={"event": "upstream_switch"})
         old_rt.hub.close_all("the upstream changed by a configuration reload")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..upstream.connection import Cause, Role, UpstreamConnection, UpstreamError
 from ..upstream.credentials import Credential, PoolKey
@@ -86,7 +87,7 @@ class Outstanding:
 class HubConnection:
     """The upstream subscriber connection of one login, with its local members."""
 
-    def __init__(self, hub: "Hub", login: Credential) -> None:
+    def __init__(self, hub: Hub, login: Credential) -> None:
         self.hub = hub
         self.login = login
         self.members: dict[Kind, dict[bytes, set[Subscriber]]] = {k: {} for k in Kind}

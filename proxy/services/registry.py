@@ -7,7 +7,8 @@ connected client stays listed whichever configuration is in force.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 
 class ClientHandle(Protocol):

@@ -18,7 +18,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..wire import resp
 from .credentials import PoolKey, ServerInfo, parse_hello
@@ -75,9 +76,9 @@ class Owner(Protocol):
 
     def connect_args(self) -> tuple[tuple[object, ...], dict[str, object]]: ...
     def connect_timeout(self) -> float: ...
-    def change_state(self, conn: "UpstreamConnection", state: ConnState, cause: Cause | None = None) -> None: ...
-    def opened(self, conn: "UpstreamConnection") -> None: ...
-    def release(self, conn: "UpstreamConnection", reusable: bool) -> None: ...
+    def change_state(self, conn: UpstreamConnection, state: ConnState, cause: Cause | None = None) -> None: ...
+    def opened(self, conn: UpstreamConnection) -> None: ...
+    def release(self, conn: UpstreamConnection, reusable: bool) -> None: ...
     def learned(self, info: ServerInfo) -> None: ...
     def sidecar_login(self) -> list[bytes] | None: ...
 
@@ -296,13 +297,13 @@ class UpstreamConnection(asyncio.Protocol):
         db = b"%d" % self.key.db
         reply = await self.request([b"SELECT", db])
         login = self.owner.sidecar_login()
-        if reply.startswith(b"-NOPERM") and login is not None and login != self.key.login.auth_args():
-            if not (await self.request([b"AUTH", *login])).startswith(b"-"):
-                reply = await self.request([b"SELECT", db])
-                if not reply.startswith(b"-"):
-                    again = await self.request([b"AUTH", *self.key.login.auth_args()])
-                    if again.startswith(b"-"):
-                        raise UpstreamError(_auth_failure(again, self.key.login.user))
+        if reply.startswith(b"-NOPERM") and login is not None and login != self.key.login.auth_args() \
+                and not (await self.request([b"AUTH", *login])).startswith(b"-"):
+            reply = await self.request([b"SELECT", db])
+            if not reply.startswith(b"-"):
+                again = await self.request([b"AUTH", *self.key.login.auth_args()])
+                if again.startswith(b"-"):
+                    raise UpstreamError(_auth_failure(again, self.key.login.user))
         if reply.startswith(b"-"):
             raise UpstreamError(f"ERR upstream refused SELECT {self.key.db}: {reply[1:].strip().decode()}")
 

@@ -12,8 +12,8 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import PoolConfig, UpstreamConfig
 from .connection import Cause, ConnState, Role, UpstreamConnection, UpstreamError

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _STAR, _QUESTION, _OPEN, _BACKSLASH, _CLOSE, _CARET, _DASH = b"*?[\\]^-"
 MAX_NESTING = 1000  # Redis's stringmatchlen_impl gives up beyond this many nested '*'
@@ -102,7 +102,8 @@ def _tokens(pattern: bytes, nocase: bool) -> list[Callable[[int], bool] | None]:
             if c == _BACKSLASH and n - i >= 2:
                 i += 1
             want = pattern[i]
-            out.append((lambda b, w=_lower(want): _lower(b) == w) if nocase else (lambda b, w=want: b == w))
+            lowered = _lower(want)
+            out.append((lambda b, w=lowered: _lower(b) == w) if nocase else (lambda b, w=want: b == w))
             i += 1
     return out
 
