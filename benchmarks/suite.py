@@ -28,6 +28,7 @@ def run(config: BenchConfig) -> dict:
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     err.print("starting the upstream and the WAN relay")
     generator.configure(config.generator_processes)
+    generator.raise_nofile()  # twemproxy and the upstream inherit it: the idle-clients scenario holds thousands
     try:
         with Stack(config) as stack:
             blocks = plan.build(config, stack)
