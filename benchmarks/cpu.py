@@ -1,10 +1,11 @@
-"""Process accounting from /proc: CPU seconds and resident memory of a process and its descendants, and the rusage of
-a child command (redis-benchmark) from ``wait4``.
+"""Process accounting from /proc: CPU seconds and resident memory of a process and its descendants, and the rusage of a
+child command (redis-benchmark) from ``wait4``.
 
-Every figure here is the kernel's own bookkeeping, read before and after a measurement: the CPU time of every thread
-of the process (user + system: the scheduler's nanosecond count in ``/proc/<pid>/task/*/schedstat``, or utime + stime
-of ``/proc/<pid>/stat`` in clock ticks where schedstat is missing), VmRSS of ``/proc/<pid>/status``. A process tree is the root and every live descendant (the ``--workers`` supervisor and its
-workers); a process gone between the two readings simply drops out. Off Linux every reading is ``None``.
+Every figure here is the kernel's own bookkeeping, read before and after a measurement: the CPU time of every thread of
+the process (user + system: the scheduler's nanosecond count in ``/proc/<pid>/task/*/schedstat``, or utime + stime of
+``/proc/<pid>/stat`` in clock ticks where schedstat is missing), VmRSS of ``/proc/<pid>/status``. A process tree is the
+root and every live descendant (the ``--workers`` supervisor and its workers); a process gone between the two readings
+simply drops out. Off Linux every reading is ``None``.
 """
 
 from __future__ import annotations

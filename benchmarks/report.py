@@ -198,7 +198,7 @@ def _gen(record: dict | None) -> str:
     if procs and procs > 1 and peak is not None:
         text += f" ({int(procs)} proc, max {peak:.2f})"
     if _cpu(record, "generator_bound"):
-        text += " **gen-bound**"
+        text += f" **gen-bound {_cpu(record, 'generator_bound_repeats')}/{record['repeats']}**"
     return text
 
 
@@ -252,7 +252,9 @@ def connect_table(records: list[dict], compact: bool = False) -> TableSpec | Non
                                 "sidecar µs/cmd", "generator direct", "generator proxied"], rows,
                      read + " p50/p99: median over repeats (min–max). upstream: connections received / AUTH+HELLO "
                      "calls / peak connected clients, summed over repeats (the sidecar's standing pool counted in "
-                     "its peak). sidecar µs/cmd: the sidecar's CPU (user + system, /proc) per command.")
+                     "its peak). sidecar µs/cmd: the sidecar's CPU (user + system, /proc) per command; at a few "
+                     "requests a second (long RTTs, one client) it includes the sidecar's own idle work (its timers) "
+                     "spread over few commands. 'gen-bound k/n': saturated in k of the n repeats.")
 
 
 def _order(record: dict) -> tuple:
@@ -297,7 +299,8 @@ def connrate_table(records: list[dict], compact: bool = False) -> TableSpec | No
                      "redis_auth password in its own config (it authenticates to the upstream with it, and refuses "
                      "any other password with NOAUTH). µs/conn: the proxy's own CPU (user + system, /proc) per "
                      "connection, all of its work for it included. generator: redis-benchmark's own CPU in cores "
-                     "(wait4 rusage); 'gen-bound' above 0.9. Median over repeats (min–max).")
+                     "(wait4 rusage) over its measured period; 'gen-bound k/n': above 0.9 in k of the n repeats. "
+                     "Median over repeats (min–max).")
 
 
 def throughput_table(records: list[dict], compact: bool = False) -> TableSpec | None:

@@ -85,7 +85,8 @@ def cpu_figures(sample: Sample, cores: int | None = None) -> dict[str, float]:
     if "generator_peak_process" in x:
         processes = x.get("generator_processes", 1.0)
         usable = min(processes, float(cores or os.cpu_count() or 1))
-        busy = x["generator_peak_process"] >= GENERATOR_BOUND or out.get("generator_cores", 0.0) >= GENERATOR_BOUND * usable
+        busy = (x["generator_peak_process"] >= GENERATOR_BOUND
+                or out.get("generator_cores", 0.0) >= GENERATOR_BOUND * usable)
         out["generator_peak_process"] = x["generator_peak_process"]
         out["generator_processes"] = processes
         out["generator_bound"] = 1.0 if busy else 0.0

@@ -3,10 +3,10 @@
 Twenty clients each send a GET every ``period`` ms on their own persistent connection (an open-loop schedule: each
 latency runs from the moment the GET was due, so a GET held back behind a stall counts the whole wait, and a stall
 cannot hide by slowing the clients down; the GETs that fell due while a client waited count as sent at their due time
-and answered with the one it was waiting for, their least possible latency). In one process of the generator. With ``big_reply`` a second process
-fetches ``SMEMBERS`` of a ``elements``-member set back to back on a connection of its own all the while (it reads the
-reply's bytes without building 100k objects: it is not the one measured). The same GETs without the big-reply client
-give the baseline, in the same repeat; the report's "extra p99" is the difference.
+and answered with the one it was waiting for, their least possible latency). In one process of the generator. With
+``big_reply`` a second process fetches ``SMEMBERS`` of a ``elements``-member set back to back on a connection of its own
+all the while (it reads the reply's bytes without building 100k objects: it is not the one measured). The same GETs
+without the big-reply client give the baseline, in the same repeat; the report's "extra p99" is the difference.
 
 Both use RESP2 and raw sockets (AUTH, then commands), so the generator costs a few microseconds per GET.
 """
