@@ -24,6 +24,7 @@ SAMPLE_EVERY = 0.01  # often enough to see short-lived connections, rarely enoug
 class Counters:
     connections_received: int
     calls: dict[str, int]
+    cpu_s: float | None = None  # the upstream's own user + system CPU (INFO cpu), all its threads
 
 
 @dataclass
@@ -35,6 +36,11 @@ class Evidence:
     auth_calls: int = 0
     hello_calls: int = 0
     handshake_calls: int = 0  # AUTH + HELLO + CLIENT SETINFO/SETNAME + SELECT
+    # the proxy's own upstream connections: held while it ran, and opened (each with one AUTH or HELLO) outside
+    # the measured stretches since the previous reading (at start, while warming): the upstream's counters above
+    # only see what happened inside them
+    pool_connections: int = 0
+    pool_connects: int = 0
 
     @classmethod
     def between(cls, before: Counters, after: Counters, peak_clients: int) -> "Evidence":
@@ -45,7 +51,8 @@ class Evidence:
     def add(self, other: "Evidence") -> "Evidence":
         return Evidence(self.connections_received + other.connections_received,
                         max(self.peak_clients, other.peak_clients), self.auth_calls + other.auth_calls,
-                        self.hello_calls + other.hello_calls, self.handshake_calls + other.handshake_calls)
+                        self.hello_calls + other.hello_calls, self.handshake_calls + other.handshake_calls,
+                        max(self.pool_connections, other.pool_connections), self.pool_connects + other.pool_connects)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,8 +78,11 @@ class UpstreamMonitor:
     async def counters(self) -> Counters:
         stats = await self.client.info("stats")
         commands = await self.client.info("commandstats")
+        cpu = await self.client.info("cpu")
         calls = {name: commands.get(f"cmdstat_{name}", {}).get("calls", 0) for name in HANDSHAKE}
-        return Counters(int(stats["total_connections_received"]), calls)
+        used = cpu.get("used_cpu_user"), cpu.get("used_cpu_sys")
+        return Counters(int(stats["total_connections_received"]), calls,
+                        None if None in used else float(used[0]) + float(used[1]))
 
     async def connected_clients(self) -> int:
         return int((await self.client.info("clients"))["connected_clients"])
@@ -120,3 +130,31 @@ class UpstreamMonitor:
     async def close(self) -> None:
         await self.client.aclose()
 
+
+
+async def sidecar_info(endpoint: Endpoint, workers: int = 1, attempts: int = 24) -> dict[str, int]:
+    """The sidecar's own ``INFO sidecar`` counters, summed over its worker processes: with ``--workers`` each
+    connection reaches one worker, so connections are opened until every worker (by ``process_id``) has answered."""
+    from benchmarks.raw import connect, encode, read_reply
+
+    seen: dict[str, dict[str, int]] = {}
+    for _ in range(attempts if workers > 1 else 1):
+        reader, writer = await connect(endpoint.host, endpoint.port, endpoint.password, endpoint.username)
+        try:
+            writer.write(encode("INFO", "sidecar"))
+            text = (await read_reply(reader)).decode(errors="replace")
+        finally:
+            writer.close()
+        fields = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and value.strip().lstrip("-").isdigit():
+                fields[key] = int(value)
+        seen[str(fields.get("process_id"))] = fields
+        if len(seen) >= workers:
+            break
+    out: dict[str, int] = {"workers_seen": len(seen)}
+    for fields in seen.values():
+        for key, value in fields.items():
+            out[key] = out.get(key, 0) + value
+    return out

@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from benchmarks.evidence import Evidence
 from benchmarks.plan import Cell
-from benchmarks.stats import Sample
+from benchmarks.stats import Sample, cpu_figures
 
 
 def console(stderr: bool = False, quiet: bool = False) -> Console:
@@ -37,11 +37,19 @@ class LiveProgress:
 
     def measured(self, cell: Cell, sample: Sample, evidence: Evidence) -> None:
         self.bar.advance(self.task)
+        cpu = cpu_figures(sample)
+        parts = []
+        if "proxy_us_per_command" in cpu:
+            parts.append(f"proxy {cpu['proxy_us_per_command']:.1f} µs/cmd")
+        if "generator_cores" in cpu:
+            parts.append(f"generator {cpu['generator_cores']:.2f} cores"
+                         + (" [yellow]generator-bound[/]" if cpu.get("generator_bound") else ""))
         self.console.print(
-            f"  [dim]RTT {cell.rtt_ms:>4g} ms[/]  {cell.label():<22} [bold]{cell.mode:<10}[/] "
+            f"  [dim]RTT {cell.rtt_ms:>4g} ms[/]  {cell.label():<28} [bold]{cell.mode:<10}[/] "
             f"p50 {sample.p50_ms:8.3f} ms  p99 {sample.p99_ms:8.3f} ms  {sample.throughput_rps:9.0f}/s  "
             f"[dim]upstream: {evidence.connections_received} conns, "
             f"{evidence.auth_calls + evidence.hello_calls} AUTH/HELLO, peak {evidence.peak_clients}[/]"
+            + (f"  {', '.join(parts)}" if parts else "")
             + (f"  [red]{sample.errors} errors[/]" if sample.errors else ""),
             highlight=False,
         )

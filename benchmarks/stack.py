@@ -3,7 +3,8 @@
 The WAN sits between the app host and the upstream, so both paths cross it: direct is app -> relay -> upstream,
 proxied is app -> sidecar (on the app host) -> relay -> upstream. At RTT 0 there is no relay at all (plain loopback):
 the relay's own forwarding cost would otherwise be charged to every direct round trip and flatter the sidecar.
-Only one sidecar (or twemproxy) runs at a time, so the upstream's client counts belong to the mode being measured.
+Several proxies may stand at once (the sidecar, the sidecar with ``--workers 2``, twemproxy), so that their rows are
+measured side by side in time; the runner tells their pools apart from each other (``Endpoint.pid``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Endpoint:
     tls_ca: str | None = None
     tls: bool = False
     check_hostname: bool = True
+    pid: int | None = field(default=None, compare=False)  # the proxy process behind it (its CPU and memory are read)
 
     @property
     def url(self) -> str:
@@ -78,7 +80,7 @@ class Upstream:
         tls_files = make_tls_files(f"{workdir}/tls") if config.tls else None
         flavour = choose_flavour(config)
         server = EmbeddedServer(password=UPSTREAM_PASSWORD, flavour=flavour, tls=tls_files,
-                                extra_config=["maxclients 10000"]).start()
+                                extra_config=[f"maxclients {max(10000, config.idle_clients + 1000)}"]).start()
         endpoint = Endpoint("upstream", server.host, server.port, UPSTREAM_PASSWORD,
                             tls_ca=tls_files.ca if tls_files else None, tls=bool(tls_files))
         return cls(endpoint, server)
@@ -107,7 +109,7 @@ class Stack:
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="sidecar-bench-"))
     upstream: Upstream | None = None
     relay: WanRelayProcess | None = None
-    sidecar: SidecarProcess | None = None
+    sidecars: dict[int, SidecarProcess] = field(default_factory=dict)  # by --workers
     twemproxy: NutcrackerProcess | None = None
     rtt_ms: float = 0.0
 
@@ -135,27 +137,72 @@ class Stack:
     def direct(self) -> Endpoint:
         return replace(self.across_wan(), mode="direct")
 
-    def start_sidecar(self) -> Endpoint:
-        """A sidecar whose upstream is across the WAN; apps keep the upstream's password (passthrough auth)."""
-        self.stop_sidecar()
+    @property
+    def sidecar(self) -> SidecarProcess | None:
+        """The single-process sidecar, when it runs."""
+        return self.sidecars.get(1)
+
+    def start_sidecar(self, workers: int = 1) -> Endpoint:
+        """A sidecar whose upstream is across the WAN; apps keep the upstream's password (passthrough auth).
+
+        It runs with its own defaults (log level included) unless ``--sidecar-log-level`` says otherwise; its client
+        limit is raised for the idle-clients scenario. One per ``workers`` value may run at once."""
+        self.stop_sidecar(workers)
         wan = self.across_wan()
         upstream: dict = {"url": wan.url}
         if wan.tls:
             upstream["tls"] = {"enabled": True, "ca_file": wan.tls_ca, "verify": True}
             if not wan.check_hostname:
                 upstream["tls"]["server_name"] = self.upstream.endpoint.host  # type: ignore[union-attr]
-        self.sidecar = SidecarProcess(config={
+        config: dict = {
             "upstream": upstream,
             "pool": {"size": self.config.pool_size},
             "client_auth": {"mode": "passthrough"},
-            "log": {"level": "warning"},
-        }, workdir=_subdir(self.workdir, "sidecar")).start()
-        return Endpoint("proxied", "127.0.0.1", self.sidecar.port, wan.password, wan.username)
+            "limits": {"max_clients": max(10000, self.config.idle_clients + 1000)},
+        }
+        if self.config.sidecar_log_level:
+            config["log"] = {"level": self.config.sidecar_log_level}
+        sidecar = SidecarProcess(config=config, workdir=_subdir(self.workdir, f"sidecar-w{workers}"),
+                                 args=["--workers", str(workers)] if workers > 1 else []).start()
+        self.sidecars[workers] = sidecar
+        assert sidecar.proc
+        return Endpoint("proxied" if workers == 1 else f"proxied-w{workers}", "127.0.0.1", sidecar.port,
+                        wan.password, wan.username, pid=sidecar.proc.pid)
 
-    def stop_sidecar(self) -> None:
-        if self.sidecar:
-            self.sidecar.stop()
-            self.sidecar = None
+    def stop_sidecar(self, workers: int | None = None) -> None:
+        """Stop the sidecar run with ``workers`` (all of them without an argument)."""
+        for n in [workers] if workers is not None else list(self.sidecars):
+            sidecar = self.sidecars.pop(n, None)
+            if sidecar:
+                sidecar.stop()
+
+    def wait_workers(self, endpoint: Endpoint, workers: int, timeout: float = 20.0) -> None:
+        """Return once every worker of a ``--workers`` sidecar answers (the port opens with the first one)."""
+        import time
+
+        import redis
+
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            client = redis.Redis(host=endpoint.host, port=endpoint.port, username=endpoint.username,
+                                 password=endpoint.password, protocol=2, socket_timeout=5)
+            try:
+                seen.add(int(client.info("sidecar")["process_id"]))
+            except (redis.RedisError, OSError, KeyError):
+                pass
+            finally:
+                client.close()
+            if len(seen) >= workers:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"only {len(seen)} of the sidecar's {workers} workers answered within {timeout:g}s")
+
+    @property
+    def upstream_pid(self) -> int | None:
+        """The embedded upstream's process (None for --upstream-url)."""
+        server = self.upstream.server if self.upstream else None
+        return server.proc.pid if server and server.proc else None
 
     def start_twemproxy(self) -> Endpoint:
         """twemproxy authenticates upstream (redis_auth) and checks its clients' AUTH against the same password."""
@@ -163,7 +210,8 @@ class Stack:
         wan = self.across_wan()
         self.twemproxy = NutcrackerProcess(wan.host, wan.port, wan.password, self.config.pool_size,
                                            workdir=_subdir(self.workdir, "twemproxy")).start()
-        return Endpoint("twemproxy", "127.0.0.1", self.twemproxy.port, wan.password)
+        assert self.twemproxy.proc
+        return Endpoint("twemproxy", "127.0.0.1", self.twemproxy.port, wan.password, pid=self.twemproxy.proc.pid)
 
     def stop_twemproxy(self) -> None:
         if self.twemproxy:

@@ -12,7 +12,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from rich.console import Console
 
-from benchmarks import loop, plan, plots, report
+from benchmarks import generator, loop, plan, plots, report
 from benchmarks.config import BenchConfig
 from benchmarks.evidence import UpstreamMonitor
 from benchmarks.machine import describe
@@ -27,16 +27,24 @@ def run(config: BenchConfig) -> dict:
     started, load_before = time.monotonic(), os.getloadavg()[0]
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     err.print("starting the upstream and the WAN relay")
-    with Stack(config) as stack:
-        blocks = plan.build(config, stack)
-        records, server, wan = loop.run(_measure(config, stack, blocks, err))
+    generator.configure(config.generator_processes)
+    generator.raise_nofile()  # twemproxy and the upstream inherit it: the idle-clients scenario holds thousands
+    try:
+        with Stack(config) as stack:
+            blocks = plan.build(config, stack)
+            records, server, wan = loop.run(_measure(config, stack, blocks, err))
+    finally:
+        generator.close()
     meta = {"started": stamp, "duration_s": round(time.monotonic() - started, 1), "machine": describe(server),
             "config": _jsonable(config), "wan_ping_ms": wan,
-            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "sidecar_log_level": config.sidecar_log_level or "the sidecar's default"}
+    baseline = report.load_baseline(config.baseline)
     drawn = plots.draw_all(records, config.out)
-    report.write(config.out, records, meta, drawn)
-    report.print_tables(console(stderr=False, quiet=config.quiet), records, meta)
+    report.write(config.out, records, meta, drawn, baseline)
+    report.print_tables(console(stderr=False, quiet=config.quiet), records, meta, baseline)
     err.print(f"wrote {config.out / 'results.json'}, {config.out / 'report.md'} and {len(drawn)} plots")
+    err.print(f"the run took {meta['duration_s']:.0f} s ({meta['duration_s'] / 60:.1f} minutes)")
     return {"meta": meta, "records": records}
 
 
@@ -47,7 +55,7 @@ async def _measure(config: BenchConfig, stack: Stack, blocks: list[plan.Block],
     try:
         server = await monitor.server()
         wan = await wan_round_trips(stack, sorted({*config.rtts_ms, config.chat_rtt_ms}))
-        with LiveProgress(sum(len(b.cells) for b in blocks) * config.repeats, console) as progress:
+        with LiveProgress(sum(len(b.cells) * (b.repeats or config.repeats) for b in blocks), console) as progress:
             records = await run_plan(blocks, monitor, config.repeats, progress)
     finally:
         await monitor.close()
