@@ -23,7 +23,7 @@ from .services.registry import ClientRegistry
 from .services.stats import Sampler, Stats
 from .upstream.connection import UpstreamError, Waiter
 from .upstream.control import Control
-from .upstream.credentials import PoolKey
+from .upstream.credentials import Credential, PoolKey
 from .upstream.manager import UpstreamManager
 from .wire.resp import RequestLimits, encode_command
 
@@ -100,7 +100,7 @@ class Runtime:
         auth = Authenticator(cfg.client_auth, manager.login, control, cfg.limits.auth_failures_per_minute)
         permissions = Permissions(control, manager.login, cfg.client_auth.passthrough_ttl)
 
-        def credential_lost(login) -> None:
+        def credential_lost(login: Credential) -> None:
             auth.forget(login)
             permissions.forget(login)
 

@@ -28,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -41,6 +43,7 @@ from .server import new_event_loop
 
 log = logging.getLogger("sidecar.workers")
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover - not Linux
@@ -58,7 +61,7 @@ def _die_with_supervisor() -> None:
 class Worker:
     index: int
     socket: str
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     ready: bool = False
     ever_ready: bool = False
     restarts: int = 0
@@ -67,7 +70,8 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, argv: list[str], loader, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, cfg: Config, argv: list[str], loader: Callable[[], Config],
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
         self.argv = argv
         self.loader = loader
@@ -176,7 +180,7 @@ class Supervisor:
     async def _fetch_all(self, path: str) -> dict[int, tuple[int, bytes]]:
         ready = [w for w in self.workers if w.proc is not None and w.ready]
 
-        async def one(w: Worker):
+        async def one(w: Worker) -> tuple[int, tuple[int, bytes]]:
             try:
                 return w.index, await httpd.fetch_unix(w.socket, path)
             except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
@@ -240,7 +244,7 @@ class _Fixed:
     def __init__(self, families: list[Metric]) -> None:
         self.families = families
 
-    def collect(self):
+    def collect(self) -> list[Metric]:
         return self.families
 
 
@@ -251,8 +255,8 @@ def merge(texts: dict[int, str], per_worker: bool) -> list[Metric]:
     (``process_*``: start time, memory) appear only in the per-worker view.
     """
     out: dict[str, Metric] = {}
-    values: dict[str, dict[tuple, float]] = {}
-    labels_of: dict[tuple, dict] = {}
+    values: dict[str, dict[tuple[Any, ...], float]] = {}
+    labels_of: dict[tuple[Any, ...], dict[str, str]] = {}
     for index, text in sorted(texts.items()):
         for family in text_string_to_metric_families(text):
             if not per_worker and family.name.startswith(("process_", "python_")):
@@ -276,7 +280,7 @@ def merge(texts: dict[int, str], per_worker: bool) -> list[Metric]:
     return list(out.values())
 
 
-def supervise(cfg: Config, argv: list[str], loader) -> int:
+def supervise(cfg: Config, argv: list[str], loader: Callable[[], Config]) -> int:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -136,9 +136,9 @@ def parse_reply(buf: bytes, pos: int = 0) -> tuple[Reply, int]:
     raise ValueError(f"not a RESP reply at byte {pos}: {buf[pos:pos + 40]!r}")
 
 
-def command(*args: str) -> bytes:
+def command(*args: str | bytes) -> bytes:
     """A command as clients send it: a multibulk array of bulk strings."""
-    return encode_command(list(args))
+    return encode_command([a.encode() if isinstance(a, str) else a for a in args])
 
 
 CLOSED = Reply("closed", None, b"<connection closed>")

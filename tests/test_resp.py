@@ -182,7 +182,7 @@ def test_local_reply_encoding_per_protocol():
     assert resp.push([resp.bulk("x")], 3) == b">1\r\n$1\r\nx\r\n"
     assert resp.verbatim("id=1\n", 3) == b"=9\r\ntxt:id=1\n\r\n"
     assert resp.error("ERR a\r\nb") == b"-ERR a  b\r\n"
-    assert resp.encode_command([b"SELECT", 3]) == b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
+    assert resp.encode_command([b"SELECT", b"3"]) == b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
 
 
 @with_parsers

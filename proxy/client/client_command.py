@@ -9,8 +9,8 @@ own upstream connection receives the invalidations.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from ..services.pubsub import Kind
 from ..upstream.credentials import PoolKey
@@ -64,14 +64,14 @@ def client_line(fields: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in fields.items()) + "\n"
 
 
-def visible(s: Session) -> Iterable[Session]:
+def visible(s: Session) -> list[Session]:
     """The clients ``s`` may see and act on: all of them for admins and clients on the sidecar's own login; for a
     client authenticated as another user (passthrough with ACL users), only that user's clients."""
-    everyone = s.handle.current.registry
+    everyone = [cast("Session", c) for c in s.handle.current.registry]
     identity = s.identity
     if identity is None or identity.admin or identity.login is None:
-        return everyone  # type: ignore[return-value]
-    return [c for c in everyone if getattr(c, "identity", None) is not None and c.identity.user == identity.user]
+        return everyone
+    return [c for c in everyone if c.identity is not None and c.identity.user == identity.user]
 
 
 # -- subcommands ----------------------------------------------------------------------------------------------------
@@ -170,18 +170,18 @@ def _kill(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
             number = resp.redis_int(value)
             if number is None or number <= 0:
                 return resp.error("ERR client-id should be greater than 0")
-            filters.append(lambda c, n=number: c.id == n)
+            filters.append(_field_is("id", number))
         elif opt == b"type":
             kind = value.lower()
             if kind not in (b"normal", b"pubsub", b"master", b"replica", b"slave"):
                 return resp.error(f"ERR Unknown client type '{text}'")
-            filters.append(lambda c, k=kind: k in (b"normal", b"pubsub") and (k == b"pubsub") == c.subscribed)
+            filters.append(_of_type(kind))
         elif opt == b"user":
-            filters.append(lambda c, u=text: c.identity is not None and c.identity.user == u)
+            filters.append(_user_is(text))
         elif opt == b"addr":
-            filters.append(lambda c, a=text: c.addr == a)
+            filters.append(_field_is("addr", text))
         elif opt == b"laddr":
-            filters.append(lambda c, a=text: c.laddr == a)
+            filters.append(_field_is("laddr", text))
         elif opt == b"skipme":
             if value.lower() not in (b"yes", b"no"):
                 return resp.error("ERR syntax error")
@@ -190,12 +190,28 @@ def _kill(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
             age = resp.redis_int(value)
             if age is None:
                 return resp.error("ERR value is not an integer or out of range")
-            filters.append(lambda c, a=age: time.monotonic() - c.created >= a)
+            filters.append(_older_than(age))
         else:
             return resp.error("ERR syntax error")
     targets = [c for c in visible(s) if all(f(c) for f in filters) and not (skipme and c is s)]
     _close(s, targets)
     return resp.integer(len(targets))
+
+
+def _field_is(field: str, value: object) -> Callable[[Session], bool]:
+    return lambda c: bool(getattr(c, field) == value)
+
+
+def _of_type(kind: bytes) -> Callable[[Session], bool]:
+    return lambda c: kind in (b"normal", b"pubsub") and (kind == b"pubsub") == c.subscribed
+
+
+def _user_is(user: str) -> Callable[[Session], bool]:
+    return lambda c: c.identity is not None and c.identity.user == user
+
+
+def _older_than(age: int) -> Callable[[Session], bool]:
+    return lambda c: time.monotonic() - c.created >= age
 
 
 def _close(s: Session, targets: list[Session]) -> None:
@@ -217,7 +233,8 @@ def _unblock(s: Session, args: list[bytes], raw: bytes) -> bytes | None:
         return resp.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
     target = next((c for c in visible(s) if c.id == target_id), None)
     lease = target.lease if target is not None else None
-    if lease is None or target.lease_kind is not LeaseKind.CALL or not target.inflight or not lease.upstream_id:
+    if target is None or lease is None or target.lease_kind is not LeaseKind.CALL or not target.inflight \
+            or not lease.upstream_id:
         return resp.integer(0)
     forwarded = [b"CLIENT", b"UNBLOCK", b"%d" % lease.upstream_id, *args[3:]]
     s.out_of_band(PoolKey(s.effective_login(), 0, s.proto), resp.encode_command(forwarded))

@@ -10,37 +10,35 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING
 
+from ..services.stats import Sampler
 from ..upstream.connection import DISCARD, UpstreamConnection, UpstreamError
 from ..upstream.credentials import Credential, PoolKey
 from ..upstream.pools import LeaseClass
 from ..wire import resp
+from .base import SessionBase
 from .output import Slot
 from .state import PINNING, LeaseKind, TxEvent, Wait, next_tx
-
-if TYPE_CHECKING:
-    from .session import Session
 
 _LEASE_CLASS = {LeaseKind.CALL: LeaseClass.CALL, LeaseKind.TRANSACTION: LeaseClass.HELD,
                 LeaseKind.SESSION: LeaseClass.HELD}
 
 
-class Forwarding:
+class Forwarding(SessionBase):
     """The upstream half of ``Session`` (its attributes live in ``Session.__slots__``)."""
 
     __slots__ = ()
 
-    def effective_login(self: Session) -> Credential:
+    def effective_login(self) -> Credential:
         return self.login or self.handle.current.manager.login
 
-    def pool_key(self: Session) -> PoolKey:
+    def pool_key(self) -> PoolKey:
         key = self.key
         if key is None:
             key = self.key = PoolKey(self.effective_login(), self.db, self.proto)
         return key
 
-    def forward_shared(self: Session, args: list[bytes], raw: bytes) -> Slot | None:
+    def forward_shared(self, args: list[bytes], raw: bytes) -> Slot | None:
         """Send on the client's own lease if it holds one, else on its shared connection; None if the command was
         held (the client must first finish its in-flight commands) or answered with an error."""
         if self.lease is not None:
@@ -58,7 +56,7 @@ class Forwarding:
                 return None
         return self.send_upstream(conn, raw)
 
-    def send_upstream(self: Session, conn: UpstreamConnection, raw: bytes, blocking: bool = False) -> Slot:
+    def send_upstream(self, conn: UpstreamConnection, raw: bytes, blocking: bool = False) -> Slot:
         slot = Slot(self, True, self.quiet, blocking)
         self.slots.append(slot)
         self.inflight += 1
@@ -69,7 +67,7 @@ class Forwarding:
         return slot
 
     # -- leases -------------------------------------------------------------------------------------------------------
-    def need_lease(self: Session, kind: LeaseKind, args: list[bytes], raw: bytes) -> UpstreamConnection | None:
+    def need_lease(self, kind: LeaseKind, args: list[bytes], raw: bytes) -> UpstreamConnection | None:
         """The client's own connection for ``args``: the one it holds, or a newly lent one. None: the command was
         held (until the client's in-flight commands finish, or a lease comes free) or refused with an error."""
         lease = self.lease
@@ -108,13 +106,13 @@ class Forwarding:
         self.suspend(Wait.LEASE, rt.manager.lease(self.pool_key(), cls), lent, held=(args, raw))
         return None
 
-    def take_lease(self: Session, conn: UpstreamConnection, kind: LeaseKind) -> None:
+    def take_lease(self, conn: UpstreamConnection, kind: LeaseKind) -> None:
         self.lease, self.lease_kind = conn, kind
         self.handle.current.stats.leases += 1
         if kind is LeaseKind.SESSION:
             conn.push_handler = self.push
 
-    def release_lease(self: Session, force_close: bool) -> None:
+    def release_lease(self, force_close: bool) -> None:
         """Give the lease back; it is closed rather than reused if it may carry this client's state."""
         conn, kind = self.lease, self.lease_kind
         self.lease = self.lease_kind = None
@@ -123,7 +121,7 @@ class Forwarding:
         reusable = not force_close and kind is not LeaseKind.SESSION and self.tx not in PINNING
         conn.owner.release(conn, reusable)
 
-    def lease_refused(self: Session, args: list[bytes], exc: BaseException) -> None:
+    def lease_refused(self, args: list[bytes], exc: BaseException) -> None:
         """No connection could be lent for ``args``: its error, and for MULTI and WATCH the state that makes sure
         nothing the client queues after them runs unprotected (EXEC then answers EXECABORT)."""
         self.reply(resp.error(str(exc)))
@@ -133,7 +131,7 @@ class Forwarding:
         elif name == b"watch":
             self.tx = next_tx(self.tx, TxEvent.WATCH_REFUSED)
 
-    def out_of_band(self: Session, key: PoolKey, raw: bytes) -> None:
+    def out_of_band(self, key: PoolKey, raw: bytes) -> None:
         """Run one command on a connection of its own, logged in as ``key`` says; its reply in this command's
         place (SCRIPT KILL never queues behind the script it stops)."""
         slot = self.pending_slot()
@@ -144,13 +142,13 @@ class Forwarding:
 
         self.suspend(Wait.CONTROL, self.handle.current.control.oneshot(key, raw), answered)
 
-    def lease_state_change(self: Session, args: list[bytes]) -> None:
+    def lease_state_change(self, args: list[bytes]) -> None:
         """Apply a state change (SELECT, HELLO, AUTH) to the lease too, in order; it is never lent again."""
         assert self.lease is not None
         self.lease.dirty = True
         self.lease.send(resp.encode_command(args), DISCARD)
 
 
-def _sampled(sampler, received: float, sent: float, frame: bytes) -> bytes:
+def _sampled(sampler: Sampler, received: float, sent: float, frame: bytes) -> bytes:
     sampler.observe(received, sent)
     return frame

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .session import Session
+from .base import SessionBase
 
 log = logging.getLogger("sidecar.client")
 
@@ -24,7 +22,7 @@ class Slot:
 
     __slots__ = ("session", "data", "upstream", "blocking", "suppress", "transform")
 
-    def __init__(self, session: Session, upstream: bool, suppress: bool, blocking: bool = False) -> None:
+    def __init__(self, session: SessionBase, upstream: bool, suppress: bool, blocking: bool = False) -> None:
         self.session = session
         self.data: bytes | None = None
         self.upstream = upstream  # counts as a command in flight upstream
@@ -39,12 +37,12 @@ class Slot:
         self.session.slot_done(self)
 
 
-class ReplyQueue:
+class ReplyQueue(SessionBase):
     """The output half of ``Session`` (its attributes live in ``Session.__slots__``)."""
 
     __slots__ = ()
 
-    def reply(self: Session, data: bytes) -> None:
+    def reply(self, data: bytes) -> None:
         """A reply made by the sidecar, placed after every reply still pending."""
         suppress = self.quiet
         if not self.slots:
@@ -55,25 +53,24 @@ class ReplyQueue:
         slot.data = data
         self.slots.append(slot)
 
-    def pending_slot(self: Session, push: bool = False) -> Slot:
+    def pending_slot(self, push: bool = False) -> Slot:
         """A slot the sidecar fills later itself (a subscription confirmed, an out-of-band reply). ``push``: it is
         a RESP3 push, which CLIENT REPLY never drops."""
         slot = Slot(self, False, False if push else self.quiet)
         self.slots.append(slot)
         return slot
 
-    def slot_done(self: Session, slot: Slot) -> None:
+    def slot_done(self, slot: Slot) -> None:
         if self.closed:
             return
         if slot.upstream:
             self.inflight -= 1
         slots = self.slots
         if slots and slots[0] is slot:
-            out = []
-            while slots and slots[0].data is not None:
-                done = slots.popleft()
-                if not done.suppress:
-                    out.append(done.data)
+            out: list[bytes] = []
+            while slots and (data := slots[0].data) is not None:
+                if not slots.popleft().suppress:
+                    out.append(data)
             if out:
                 self.write(out[0] if len(out) == 1 else b"".join(out))
         if not self.inflight:
@@ -83,7 +80,7 @@ class ReplyQueue:
         elif self.reading_paused:
             self.maybe_resume_reading()
 
-    def write(self: Session, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         """Queue bytes for the client; everything ready in one event-loop turn leaves in one write."""
         if self.closed:
             return
@@ -94,7 +91,7 @@ class ReplyQueue:
         if self.out_size > 65536:  # a large turn (a reply burst for a client that may not read): check now
             self.check_output_limit()
 
-    def push(self: Session, frame: bytes) -> None:
+    def push(self, frame: bytes) -> None:
         """A pub/sub message or another out-of-band frame, kept behind pending replies."""
         if self.reply_off and frame[:1] != b">":
             return
@@ -105,7 +102,7 @@ class ReplyQueue:
         else:
             self.write(frame)
 
-    def _flush(self: Session) -> None:
+    def _flush(self) -> None:
         transport, out = self.transport, self.out
         if transport is None or self.closed or not out:
             out.clear()
@@ -120,7 +117,7 @@ class ReplyQueue:
         if not self.check_output_limit() and self.closing and not self.slots:
             transport.close()
 
-    def check_output_limit(self: Session) -> bool:
+    def check_output_limit(self) -> bool:
         """Cut off a client whose unsent replies pass its limit, or the largest holder when all clients together
         pass ``limits.total_output_buffer``; True if this client was cut off."""
         transport = self.transport

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import hiredis
 
 from ..commands.routes import Route
-from ..services.pubsub import Kind
+from ..services.pubsub import Hub, Kind
 from ..upstream.credentials import PoolKey
 from ..wire import resp
 from . import local, subscriptions
@@ -87,7 +87,7 @@ def _pubsub(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
     return adjust
 
 
-def _exact(hub, channel: bytes) -> tuple[int, int] | None:
+def _exact(hub: Hub, channel: bytes) -> tuple[int, int] | None:
     """NUMSUB counts channel subscribers only (patterns are NUMPAT's)."""
     upstream = local_count = 0
     for conn in hub.hubs.values():

@@ -15,21 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from ..access.auth import Identity
 from ..commands.guard import LOGIN_CONTAINERS, login_exposure
 from ..commands.routes import Route
-from ..runtime import RuntimeHandle
-from ..services.pubsub import Membership
-from ..upstream.connection import UpstreamConnection
-from ..upstream.credentials import PoolKey
 from ..wire import resp
 from . import routes
 from .forwarding import Forwarding
-from .output import ReplyQueue, Slot
+from .output import ReplyQueue
 from .state import LeaseKind, ReplyMode, Tx, Wait
 
 log = logging.getLogger("sidecar.client")
@@ -43,81 +38,19 @@ HELD_READ_LIMIT = 1 << 20  # bytes read ahead while a command is held, before th
 
 
 class Session(ReplyQueue, Forwarding, asyncio.Protocol):
-    __slots__ = (
-        "handle", "id", "parser", "transport", "addr", "laddr", "created", "last_active", "last_command",
-        "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
-        "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
-        "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
-        "writing_paused", "received", "__weakref__")
+    """One client connection (its state is ``SessionBase``'s; its output and upstream halves are mixins)."""
 
-    def __init__(self, handle: RuntimeHandle) -> None:
-        rt = handle.current
-        self.handle = handle
-        self.id = rt.registry.next_id()
-        self.parser = resp.RequestParser(rt.limits)
-        self.transport: asyncio.Transport | None = None
-        self.addr = self.laddr = ""
-        self.created = self.last_active = time.monotonic()
-        self.last_command = b"NULL"
-        self.identity: Identity | None = rt.auth.initial()
-        self.parser.authenticated = self.identity is not None
-        self.db = rt.cfg.upstream.db
-        self.proto = 2
-        self.name: str | None = None
-        self.lib_name = self.lib_ver = ""
-        self.reply_mode = ReplyMode.ON
-        self.skip_next = self.skipping = False
-        self.key: PoolKey | None = None  # the shared pool for (login, db, protocol); None: work it out again
-        self.conn: UpstreamConnection | None = None  # the shared connection of the commands in flight
-        self.inflight = 0
-        self.switching = False  # the pool changed while commands were in flight: finish those first
-        self.lease: UpstreamConnection | None = None
-        self.lease_kind: LeaseKind | None = None
-        self.tx = Tx.NONE
-        self.subs: Membership | None = None
-        self.plain = False  # nothing about this client changes how a plain shared command is routed
-        self.wait: Wait | None = None
-        self.held: tuple[list[bytes], bytes] | None = None
-        self.task: asyncio.Future[Any] | None = None
-        self.slots: deque[Slot] = deque()
-        self.out: list[bytes] = []
-        self.out_size = 0
-        self.closing = self.closed = False
-        self.reading_paused = self.writing_paused = False
-        self.received = 0.0
-
-    # -- derived state ------------------------------------------------------------------------------------------------
-    @property
-    def quiet(self) -> bool:
-        """Replies made now are dropped (CLIENT REPLY OFF, or SKIP for this one command)."""
-        return self.reply_mode is ReplyMode.OFF or self.skipping
-
-    @property
-    def reply_off(self) -> bool:
-        return self.reply_mode is ReplyMode.OFF
-
-    @property
-    def subscribed(self) -> bool:
-        return self.subs is not None and self.subs.active
-
-    @property
-    def login(self):
-        return self.identity.login if self.identity is not None else None
-
-    def refresh_plain(self) -> None:
-        self.plain = (self.identity is not None and self.lease is None and self.tx is Tx.NONE
-                      and not self.subscribed and self.reply_mode is ReplyMode.ON and not self.skip_next
-                      and not self.closing)
+    __slots__ = ()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # (uvloop's transports are not its subclasses)
         rt = self.handle.current
         self.addr = _fmt_addr(transport.get_extra_info("peername"))
         self.laddr = _fmt_addr(transport.get_extra_info("sockname"))
-        transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
+        self.transport.set_write_buffer_limits(high=256 * 1024)
         if not rt.registry.add(self, rt.cfg.limits.max_clients):
-            transport.write(resp.error("ERR max number of clients reached"))
+            self.transport.write(resp.error("ERR max number of clients reached"))
             transport.close()
             self.closed = True
             return

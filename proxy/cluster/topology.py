@@ -182,7 +182,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def _list(value: Any, what: str) -> list:
+def _list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{what}: expected an array, got {value!r}")
     return list(value)

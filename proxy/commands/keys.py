@@ -66,7 +66,7 @@ def _begin(spec: KeySpec, args: list[bytes]) -> int | None:
     """Where the keys start: an index, or just after the keyword; 0 when the keyword is absent, None if unknown."""
     kind = spec.begin[0]
     if kind == "index":
-        return spec.begin[1]
+        return int(spec.begin[1])
     if kind != "keyword":
         return None
     _, keyword, startfrom = spec.begin
@@ -77,7 +77,7 @@ def _begin(spec: KeySpec, args: list[bytes]) -> int | None:
         if i >= argc or i < 1:
             break
         if _word(args[i]) == keyword:
-            return i + 1
+            return int(i) + 1
         i = i + 1 if start <= end else i - 1
     return 0
 

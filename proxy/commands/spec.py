@@ -28,8 +28,8 @@ class KeySpec:
     ``("unknown",)``."""
 
     flags: frozenset[str]
-    begin: tuple
-    find: tuple
+    begin: tuple[Any, ...]
+    find: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +119,14 @@ def _key_spec(raw: Any) -> KeySpec:
     begin_args, find_args = _mapping(begin.get("spec")), _mapping(find.get("spec"))
     kind = _text(begin.get("type", "unknown"))
     if kind == "index":
-        start: tuple = ("index", int(begin_args["index"]))
+        start: tuple[Any, ...] = ("index", int(begin_args["index"]))
     elif kind == "keyword":
         start = ("keyword", _text(begin_args["keyword"]).encode().lower(), int(begin_args["startfrom"]))
     else:
         start = ("unknown",)
     kind = _text(find.get("type", "unknown"))
     if kind == "range":
-        how: tuple = ("range", int(find_args["lastkey"]), int(find_args["keystep"]), int(find_args["limit"]))
+        how: tuple[Any, ...] = ("range", int(find_args["lastkey"]), int(find_args["keystep"]), int(find_args["limit"]))
     elif kind == "keynum":
         how = ("keynum", int(find_args["keynumidx"]), int(find_args["firstkey"]), int(find_args["keystep"]))
     else:

@@ -38,10 +38,14 @@ from .spec import CommandSpec, parse_command_reply
 class CommandsSettings(Protocol):
     """The ``commands`` section of the configuration, as the table reads it."""
 
-    deny: tuple[str, ...]
-    unknown: str
-    allow: tuple[str, ...]
-    profile: str
+    @property
+    def deny(self) -> tuple[str, ...]: ...
+    @property
+    def unknown(self) -> str: ...
+    @property
+    def allow(self) -> tuple[str, ...]: ...
+    @property
+    def profile(self) -> str: ...
 
 __all__ = ["CONTAINERS", "CommandSpec", "CommandTable", "Route", "login_exposure"]
 

@@ -25,7 +25,7 @@ class _Request(asyncio.Protocol):
         self.handler = handler
         self.buf = b""
         self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -75,6 +75,7 @@ async def serve(handler: Handler, host: str | None = None, port: int | None = No
     factory = lambda: _Request(handler)  # noqa: E731
     if path is not None:
         return await loop.create_unix_server(factory, path)
+    assert host is not None and port is not None
     return await loop.create_server(factory, host, port, reuse_address=True)
 
 

@@ -15,7 +15,7 @@ import time
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -30,7 +30,7 @@ class JSONFormatter(logging.Formatter):
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
 
-def _fields(record: logging.LogRecord) -> dict:
+def _fields(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
 
 
@@ -70,7 +70,7 @@ class TextFormatter(logging.Formatter):
 
 
 class _Static(logging.Filter):
-    def __init__(self, fields: dict) -> None:
+    def __init__(self, fields: dict[str, object]) -> None:
         super().__init__()
         self.fields = fields
 
@@ -80,7 +80,7 @@ class _Static(logging.Filter):
         return True
 
 
-def setup(level: str, fmt: str, static: dict | None = None) -> None:
+def setup(level: str, fmt: str, static: dict[str, object] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())

@@ -122,7 +122,7 @@ class SidecarCollector:
 
 def registry(view: SidecarView) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SidecarCollector(view))  # type: ignore[arg-type]
+    reg.register(SidecarCollector(view))
     ProcessCollector(registry=reg)
     return reg
 

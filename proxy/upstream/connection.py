@@ -19,6 +19,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..wire import resp
@@ -56,6 +57,17 @@ class Cause(enum.Enum):
     REFUSED = "refused"                # the server refused the handshake (credentials, SELECT)
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where connections go: a TCP address or a unix socket path, with TLS settings."""
+
+    host: str
+    port: int
+    path: str | None = None
+    ssl: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+
+
 class Sink(Protocol):
     """Receives the bytes of exactly one reply (or a Redis-style error made by the sidecar)."""
 
@@ -74,7 +86,7 @@ class Owner(Protocol):
     loop: asyncio.AbstractEventLoop
     address: str
 
-    def connect_args(self) -> tuple[tuple[object, ...], dict[str, object]]: ...
+    target: Target
     def connect_timeout(self) -> float: ...
     def change_state(self, conn: UpstreamConnection, state: ConnState, cause: Cause | None = None) -> None: ...
     def opened(self, conn: UpstreamConnection) -> None: ...
@@ -258,13 +270,14 @@ class UpstreamConnection(asyncio.Protocol):
                 self.ready.set_result(None)
 
     async def _connect_and_handshake(self) -> None:
-        args, kwargs = self.owner.connect_args()
+        target = self.owner.target
         loop = self.owner.loop
-        factory = lambda: self  # noqa: E731
-        if "path" in kwargs:
-            await loop.create_unix_connection(factory, *args, **kwargs)  # type: ignore[arg-type]
+        if target.path:
+            await loop.create_unix_connection(lambda: self, target.path, ssl=target.ssl,
+                                              server_hostname=target.server_hostname)
         else:
-            await loop.create_connection(factory, *args, **kwargs)  # type: ignore[arg-type]
+            await loop.create_connection(lambda: self, target.host, target.port, ssl=target.ssl,
+                                         server_hostname=target.server_hostname)
         if self.role is Role.CONTROL and self.key.proto == 0:
             return  # a bare connection: the caller sends its own AUTH commands (credential checks)
         login, proto = self.key.login, self.key.proto

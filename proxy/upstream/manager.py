@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import PoolConfig, UpstreamConfig
-from .connection import Cause, ConnState, Role, UpstreamConnection, UpstreamError
+from .connection import Cause, ConnState, Role, Target, UpstreamConnection, UpstreamError
 from .credentials import Credential, PoolKey, ServerInfo
 from .pools import LeaseBook, LeaseClass, SharedPool
 
@@ -65,8 +65,9 @@ class UpstreamManager:
         self.pool_cfg = pool_cfg
         self.loop = loop
         self.address = cfg.unix_socket or f"{cfg.host}:{cfg.port}"
-        self.ssl_context = make_ssl_context(cfg) if cfg.tls.enabled else None
-        self.server_hostname = (cfg.tls.server_name or cfg.host) if self.ssl_context else None
+        context = make_ssl_context(cfg) if cfg.tls.enabled else None
+        self.target = Target(cfg.host, cfg.port, cfg.unix_socket, context,
+                             (cfg.tls.server_name or cfg.host) if context else None)
         self.login = Credential(cfg.username, cfg.password)
         self.server_info = ServerInfo()
         self.states: dict[ConnState, set[UpstreamConnection]] = {s: set() for s in ConnState if s is not
@@ -86,12 +87,6 @@ class UpstreamManager:
         self._watchdog: asyncio.Task[None] | None = None
 
     # -- settings the connections read (Owner) ---------------------------------------------------------------------
-    def connect_args(self) -> tuple[tuple[object, ...], dict[str, object]]:
-        cfg = self.cfg
-        if cfg.unix_socket:
-            return (), {"path": cfg.unix_socket, "ssl": self.ssl_context, "server_hostname": self.server_hostname}
-        return (cfg.host, cfg.port), {"ssl": self.ssl_context, "server_hostname": self.server_hostname}
-
     def connect_timeout(self) -> float:
         return self.cfg.connect_timeout
 

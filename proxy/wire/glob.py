@@ -39,10 +39,20 @@ def _lower(c: int) -> int:
     return c + 256 if -128 <= c <= -2 else c
 
 
+def _equal(want: int) -> Callable[[int], bool]:
+    return lambda b: b == want
+
+
+def _equal_nocase(want: int) -> Callable[[int], bool]:
+    return lambda b: _lower(b) == want
+
+
 def _class(pattern: bytes, i: int, nocase: bool) -> tuple[Callable[[int], bool], int]:
     """The ``[...]`` starting at ``pattern[i] == '['``: a test for one byte and the index after the class."""
     n = len(pattern)
-    at = lambda k: pattern[k] if k < n else 0  # noqa: E731 - C reads the terminating NUL past the end
+
+    def at(k: int) -> int:  # C reads the terminating NUL past the end
+        return pattern[k] if k < n else 0
     i += 1
     negate = at(i) == _CARET
     if negate:
@@ -102,8 +112,7 @@ def _tokens(pattern: bytes, nocase: bool) -> list[Callable[[int], bool] | None]:
             if c == _BACKSLASH and n - i >= 2:
                 i += 1
             want = pattern[i]
-            lowered = _lower(want)
-            out.append((lambda b, w=lowered: _lower(b) == w) if nocase else (lambda b, w=want: b == w))
+            out.append(_equal_nocase(_lower(want)) if nocase else _equal(want))
             i += 1
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from types import ModuleType
 
 CRLF = b"\r\n"
 INLINE_MAX = 64 * 1024  # Redis's PROTO_INLINE_MAX_SIZE: longest inline command or header line
@@ -130,10 +131,10 @@ class PyRequestParser:
                 if n - p > INLINE_MAX:
                     raise ProtocolError("Protocol error: too big bulk count string")
                 return self._incomplete(args, p, left, pos, n + 1), None
-            text = bytes(buf[p + 1:eol]) if copy else buf[p + 1:eol]
-            size = _LENGTHS.get(text)  # type: ignore[arg-type]
+            text = bytes(buf[p + 1:eol])
+            size = _LENGTHS.get(text)
             if size is None:
-                size = redis_int(text)  # type: ignore[arg-type]
+                size = redis_int(text)
             if size is None or size < 0 or size > max_bulk:
                 raise ProtocolError("Protocol error: invalid bulk length")
             start = eol + 2
@@ -334,7 +335,7 @@ class PyReplyFramer:
         else:
             frame = bytes(buf[start:pos])
             self._pos = self._scan = pos
-        return frame  # type: ignore[return-value]
+        return frame
 
 
 # -- the implementation in use -----------------------------------------------------------------------------------------
@@ -343,23 +344,22 @@ def _extensions_disabled(value: str | None) -> bool:
     return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-_speedups = None
-if not _extensions_disabled(os.environ.get("REDIS_SIDECAR_NO_EXTENSIONS")):
+def _load_speedups() -> ModuleType | None:
+    if _extensions_disabled(os.environ.get("REDIS_SIDECAR_NO_EXTENSIONS")):
+        return None
     try:
-        from proxy.wire import _speedups  # type: ignore[no-redef]
+        from proxy.wire import _speedups
     except ImportError:  # not built (no compiler at install time): the pure-Python classes serve
-        pass
+        return None
+    _speedups.bind(ProtocolError, RequestLimits)  # the C classes raise this module's ProtocolError
+    return _speedups
 
+
+_speedups = _load_speedups()
 #: True when ``RequestParser`` and ``ReplyFramer`` are the C classes (reported by INFO and the benchmarks).
 SPEEDUPS: bool = _speedups is not None
-
-if _speedups is not None:
-    _speedups.bind(ProtocolError, RequestLimits)  # the C classes raise this module's ProtocolError
-    RequestParser = _speedups.RequestParser
-    ReplyFramer = _speedups.ReplyFramer
-else:
-    RequestParser = PyRequestParser  # type: ignore[misc]
-    ReplyFramer = PyReplyFramer  # type: ignore[misc]
+RequestParser: type[PyRequestParser] = _speedups.RequestParser if _speedups is not None else PyRequestParser
+ReplyFramer: type[PyReplyFramer] = _speedups.ReplyFramer if _speedups is not None else PyReplyFramer
 
 
 # -- replies the sidecar makes --------------------------------------------------------------------------------------
@@ -428,16 +428,10 @@ def value(obj: object, proto: int) -> bytes:
         return integer(int(obj))
     if isinstance(obj, int):
         return integer(obj)
-    return bulk(obj, proto)  # bytes, str or None
+    assert obj is None or isinstance(obj, (bytes, str)), obj
+    return bulk(obj, proto)
 
 
 def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
     """A request as a multibulk, for commands the sidecar sends itself (handshakes, inline requests)."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif isinstance(a, int):
-            a = b"%d" % a
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
