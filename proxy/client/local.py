@@ -61,6 +61,7 @@ def authenticate(s: Session, auth_args: list[bytes], then: Callable[[], bytes]) 
     if not isinstance(result, Identity) and rt.auth.limited(host, user):
         # over the limit only a credential already known good passes: nothing new is tried, nothing asked upstream
         rt.stats.auth_rate_limited += 1
+        rt.stats.auth_failures += 1
         s.reply(b"-WRONGPASS too many failed AUTH attempts from this address or for this user "
                 b"(limits.auth_failures_per_minute)\r\n")
         s.close_after_replies()

@@ -206,6 +206,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
 
     def resume(self) -> None:
         self.wait = None
+        self.refresh_plain()  # (what the wait's outcome changed: a login, a lease, a failed MULTI)
         held, self.held = self.held, None
         if held is not None:
             self.dispatch(*held)
