@@ -76,3 +76,4 @@ class Wait(enum.Enum):
     AUTH = "auth"              # the upstream is checking its credential
     PERMISSION = "permission"  # the upstream is asked whether its login may run a locally answered command
     CONTROL = "control"        # an out-of-band command is running
+    SUBSCRIBE = "subscribe"    # the upstream has not yet confirmed (or refused) its subscription

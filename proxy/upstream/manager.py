@@ -300,19 +300,37 @@ class UpstreamManager:
         self._watchdog = self.loop.create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Answer commands that have waited longer than ``upstream.reply_timeout`` with a clear error. The
-        connection stays: one slow command (a long KEYS, a busy script) costs only the commands that waited that
-        long, and new commands avoid it meanwhile."""
+        """Commands waiting longer than ``upstream.reply_timeout``: if the server still answers a fresh connection
+        (PING, within ``upstream.connect_timeout``), they are only slow (a long script, a big KEYS): they keep
+        waiting, and new commands avoid their connection. If it does not, they get a clear error now; the
+        connection stays, so the commands behind them keep their own deadlines, and late replies are dropped."""
         while True:
             timeout = self.cfg.reply_timeout
             await asyncio.sleep(min(0.25, timeout / 4) * (0.9 + 0.2 * random.random()))
             now = time.monotonic()
-            error = None
-            for state in (ConnState.SHARED, ConnState.LEASED, ConnState.CONTROL):
-                for conn in list(self.states[state]):
-                    if conn.pending:
-                        error = error or _timeout_error(timeout)
-                        self.counts["reply_timeouts"] += conn.abandon_overdue(timeout, now, error)
+            overdue = [conn for state in (ConnState.SHARED, ConnState.LEASED) for conn in self.states[state]
+                       if conn.pending and conn.waited(now) > timeout]
+            if not overdue:
+                continue
+            if await self._answers():
+                for conn in overdue:
+                    conn.slow = True
+                continue
+            error = _timeout_error(timeout)
+            for conn in overdue:
+                self.counts["reply_timeouts"] += conn.abandon_overdue(timeout, time.monotonic(), error)
+
+    async def _answers(self) -> bool:
+        """Whether the server answers a fresh connection at all (a PING, refused or not) in connect_timeout."""
+        conn = self.open(PoolKey(Credential(None), 0, 0), Role.CONTROL)
+        try:
+            await conn.ready
+            await asyncio.wait_for(conn.request([b"PING"]), self.cfg.connect_timeout)
+            return True
+        except (asyncio.TimeoutError, UpstreamError):
+            return False
+        finally:
+            conn.close("probe done")
 
     # -- shutting down ------------------------------------------------------------------------------------------------
     async def _close_when_idle(self, conn: UpstreamConnection, reason: str) -> None:
