@@ -76,10 +76,6 @@ class SessionBase:
         return self.reply_mode is ReplyMode.OFF or self.skipping
 
     @property
-    def reply_off(self) -> bool:
-        return self.reply_mode is ReplyMode.OFF
-
-    @property
     def subscribed(self) -> bool:
         return self.subs is not None and self.subs.active
 

@@ -107,6 +107,10 @@ def hello_reply(s: Session) -> bytes:
 
 
 def cmd_hello(s: Session, args: list[bytes], raw: bytes) -> None:
+    manager = s.handle.current.manager
+    if not manager.info_known.done():
+        s.suspend(Wait.SERVER, manager.server_known(), _ignore, held=(args, raw))
+        return
     ver = None
     i = 1
     valkey = s.handle.current.manager.server_info.valkey
@@ -171,8 +175,11 @@ def cmd_select(s: Session, args: list[bytes], raw: bytes) -> None:
         s.reply(wrong_args("select"))
         return
     db = resp.redis_int(args[1])
-    if db is None or not -(1 << 31) <= db < (1 << 31):
+    if db is None:
         s.reply(resp.error("ERR value is not an integer or out of range"))
+        return
+    if not -(1 << 31) <= db < (1 << 31):
+        s.reply(resp.error("ERR value is out of range, value must between -2147483648 and 2147483647"))
         return
     if not 0 <= db < s.handle.current.cfg.limits.databases:
         s.reply(resp.error("ERR DB index is out of range"))
@@ -198,10 +205,6 @@ def cmd_ping(s: Session, args: list[bytes], raw: bytes) -> None:
         s.reply(wrong_args("ping"))
     else:
         s.reply(resp.array([resp.bulk(b"pong"), resp.bulk(args[1] if len(args) == 2 else b"")]))
-
-
-def cmd_echo(s: Session, args: list[bytes], raw: bytes) -> None:
-    s.reply(resp.bulk(args[1]) if len(args) == 2 else wrong_args("echo"))
 
 
 def cmd_quit(s: Session, args: list[bytes], raw: bytes) -> None:
@@ -259,7 +262,7 @@ def cmd_sidecar(s: Session, args: list[bytes], raw: bytes) -> None:
 
 
 HANDLERS: dict[bytes, Handler] = {
-    b"auth": cmd_auth, b"hello": cmd_hello, b"select": cmd_select, b"ping": cmd_ping, b"echo": cmd_echo,
+    b"auth": cmd_auth, b"hello": cmd_hello, b"select": cmd_select, b"ping": cmd_ping,
     b"quit": cmd_quit, b"reset": cmd_reset, b"client": client_command.cmd_client, b"info": cmd_info,
     b"sidecar": cmd_sidecar,
 }

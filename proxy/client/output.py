@@ -92,9 +92,8 @@ class ReplyQueue(SessionBase):
             self.check_output_limit()
 
     def push(self, frame: bytes) -> None:
-        """A pub/sub message or another out-of-band frame, kept behind pending replies."""
-        if self.reply_off and frame[:1] != b">":
-            return
+        """A pub/sub message or another out-of-band frame, kept behind pending replies; CLIENT REPLY OFF never
+        drops them (Redis sends them as pushes in RESP2 too)."""
         if self.slots:
             slot = Slot(self, False, False)
             slot.data = frame

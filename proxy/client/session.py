@@ -25,7 +25,7 @@ from ..wire import resp
 from . import routes
 from .forwarding import Forwarding
 from .output import ReplyQueue
-from .state import LeaseKind, ReplyMode, Tx, Wait
+from .state import QUEUEING, LeaseKind, ReplyMode, Tx, TxEvent, Wait, next_tx
 
 log = logging.getLogger("sidecar.client")
 
@@ -34,6 +34,11 @@ PREAUTH = frozenset({b"auth", b"hello", b"quit", b"reset"})
 SUBSCRIBED_ALLOWED = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
                                 b"sunsubscribe", b"ping", b"quit", b"reset"})
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
+# The routes whose commands the sidecar itself handles (the upstream checks the arity of everything else), and the
+# arity Redis gives those it knows before the server's COMMAND reply has been learned (negative: at least).
+CHECKED_HERE = frozenset({Route.TRANSACTION, Route.PUBSUB})
+STATIC_ARITY = {b"multi": 1, b"exec": 1, b"discard": 1, b"unwatch": 1, b"watch": -2, b"subscribe": -2,
+                b"psubscribe": -2, b"ssubscribe": -2, b"unsubscribe": -1, b"punsubscribe": -1, b"sunsubscribe": -1}
 HELD_READ_LIMIT = 1 << 20  # bytes read ahead while a command is held, before the client is paused
 
 
@@ -150,15 +155,45 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
                 route = Route.REFUSED  # (the table's refusal text names the guard; in MULTI it aborts the EXEC)
             if self.proto == 2 and self.subscribed and name not in SUBSCRIBED_ALLOWED:
                 self.reply(resp.error(
-                    f"ERR Can't execute '{name.decode(errors='replace')}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
-                    "PING / QUIT / RESET are allowed in this context"))
-            elif not routes.in_transaction(self, name, args, raw, route):
+                    f"ERR Can't execute '{rt.table.label(args).decode(errors='replace')}': only (P|S)SUBSCRIBE / "
+                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+            elif (route not in CHECKED_HERE or self.arity_ok(args)) \
+                    and not routes.in_transaction(self, name, args, raw, route):
                 routes.ROUTES[route](self, name, args, raw)
         finally:
             if self.wait is not None and self.skipping and self.held is not None:
                 self.skip_next = True  # held: its reply is skipped when it runs
             self.skipping = False
             self.refresh_plain()
+
+    def arity_ok(self, args: list[bytes]) -> bool:
+        """Commands the sidecar handles itself get Redis's arity error, as the server would give it (and inside
+        MULTI that error aborts the transaction, as Redis flags it)."""
+        rt = self.handle.current
+        spec = rt.table.spec(args)
+        if spec is not None:
+            ok = spec.accepts_argc(len(args))
+        else:
+            arity = STATIC_ARITY.get(args[0].lower())
+            ok = arity is None or (len(args) == arity if arity > 0 else len(args) >= -arity)
+        if ok:
+            return True
+        error = f"wrong number of arguments for '{rt.table.label(args).decode(errors='replace')}' command"
+        if args[0].lower() == b"exec":  # Redis ends the transaction, and any WATCH, saying why
+            tx, self.tx = self.tx, next_tx(self.tx, TxEvent.END)
+            abort = resp.error(f"EXECABORT Transaction discarded because of: {error}")
+            if self.lease is not None and tx is not Tx.NONE:
+                end = [b"DISCARD" if tx in QUEUEING else b"UNWATCH"]
+                slot = self.forward_shared(end, resp.encode_command(end))
+                if slot is not None:
+                    slot.transform = lambda _: abort
+            else:
+                self.reply(abort)
+            return False
+        self.reply(resp.error(f"ERR {error}"))
+        if self.tx in QUEUEING:
+            self.tx = next_tx(self.tx, TxEvent.QUEUE_ERROR)
+        return False
 
     def admit(self, args: list[bytes], raw: bytes, refusal: bytes = NOAUTH) -> bool:
         """A command before any AUTH: in passthrough mode the upstream decides whether an unauthenticated client

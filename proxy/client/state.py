@@ -77,3 +77,4 @@ class Wait(enum.Enum):
     PERMISSION = "permission"  # the upstream is asked whether its login may run a locally answered command
     CONTROL = "control"        # an out-of-band command is running
     SUBSCRIBE = "subscribe"    # the upstream has not yet confirmed (or refused) its subscription
+    SERVER = "server"          # the upstream has not yet said what it is (HELLO answers with its name and version)

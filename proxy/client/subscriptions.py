@@ -67,7 +67,7 @@ def _subscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> No
     for channel in channels:
         mine[channel] = hub
         frames.append(resp.push([resp.bulk(name), resp.bulk(channel), resp.integer(subs.count(kind))], s.proto))
-    slot = s.pending_slot(push=s.proto == 3)
+    slot = s.pending_slot(push=True)
     answered: asyncio.Future[None] = s.handle.current.loop.create_future()
 
     def confirmed(error: bytes | None) -> None:
@@ -111,11 +111,7 @@ def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> 
     if not targets:  # nothing to unsubscribe from: Redis still answers, with a null channel
         frames.append(resp.push([resp.bulk(name), resp.null(s.proto), resp.integer(subs.count(kind) if subs else 0)],
                                 s.proto))
-    data = b"".join(frames)
-    if s.proto == 3:
-        s.push(data)  # RESP3 confirmations are pushes: CLIENT REPLY OFF does not drop them
-    else:
-        s.reply(data)
+    s.push(b"".join(frames))  # confirmations are pushes, in RESP2 too: CLIENT REPLY OFF never drops them
     if subs is not None and not subs.active:
         s.subs = None
 

@@ -70,6 +70,7 @@ class UpstreamManager:
                              (cfg.tls.server_name or cfg.host) if context else None)
         self.login = Credential(cfg.username, cfg.password)
         self.server_info = ServerInfo()
+        self.info_known: asyncio.Future[None] = loop.create_future()  # the first HELLO reply came (or gave up)
         self.states: dict[ConnState, set[UpstreamConnection]] = {s: set() for s in ConnState if s is not
                                                                    ConnState.CLOSED}
         self.shared: dict[PoolKey, SharedPool] = {}
@@ -95,6 +96,18 @@ class UpstreamManager:
 
     def learned(self, info: ServerInfo) -> None:
         self.server_info = info
+        if not self.info_known.done():
+            self.info_known.set_result(None)
+
+    async def server_known(self) -> None:
+        """Wait (at most connect_timeout) for the server to have said what it is: a client's HELLO answers with
+        its name and version, never with a guess."""
+        if not self.info_known.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.info_known), self.cfg.connect_timeout)
+            except asyncio.TimeoutError:
+                if not self.info_known.done():
+                    self.info_known.set_result(None)  # unreachable: answer with what is known, and stop waiting
 
     def configure(self, cfg: UpstreamConfig, pool_cfg: PoolConfig) -> None:
         """New timeouts and pool bounds (a reload that keeps the same server and login)."""
