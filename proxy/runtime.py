@@ -9,6 +9,7 @@ connections once its in-flight commands are answered.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -64,26 +65,40 @@ class Runtime:
     def default_key(self) -> PoolKey:
         return PoolKey(self.manager.login, self.cfg.upstream.db, 2)
 
-    async def learn_commands(self) -> None:
-        """Classify commands by the server's own COMMAND flags from now on (a module's commands included); until
-        the server answers, the static table routes. Tried again while the upstream cannot be reached."""
+    async def learn_upstream(self) -> None:
+        """Learn what the server says about itself, once it answers (tried again while it cannot be reached):
+        its commands' flags (COMMAND: the table classifies by them from now on, a module's commands included),
+        its largest argument (``proto-max-bulk-len``: a bigger one is refused here, as the server would, instead
+        of costing a shared connection), and its CLIENT INFO fields (the sidecar's CLIENT LIST has the same)."""
         delay = 0.5
         while True:
             try:
                 conn = self.manager.shared_conn(self.default_key)
-                waiter = Waiter(self.loop)
-                conn.send(encode_command([b"COMMAND"]), waiter)
-                frame = await waiter.future
+                replies = [Waiter(self.loop) for _ in range(3)]
+                for waiter, args in zip(replies, ([b"COMMAND"], [b"CONFIG", b"GET", b"proto-max-bulk-len"],
+                                                  [b"CLIENT", b"INFO"])):
+                    conn.send(encode_command(args), waiter)
+                command, limit, client = [await w.future for w in replies]
             except UpstreamError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if frame[:1] == b"-":  # not allowed to the sidecar's login: the static table stays
-                return
-            reader = hiredis.Reader()
-            reader.feed(frame)
+            break
+        reader = hiredis.Reader()
+        if command[:1] != b"-":  # (not allowed to the sidecar's login: the static table stays)
+            reader.feed(command)
             self.table = self.table.learn(reader.gets())
-            return
+        if limit[:1] in (b"*", b"%"):
+            reader.feed(limit)
+            pairs = reader.gets()
+            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
+            if values and int(values[0]) < self.limits.max_bulk_len:
+                self.limits = dataclasses.replace(self.limits, max_bulk_len=int(values[0]))
+        if client[:1] in (b"$", b"="):
+            reader.feed(client)
+            text = reader.gets()
+            self.manager.client_fields = tuple(
+                tuple(field.split("=", 1)) for field in (text.decode() if isinstance(text, bytes) else text).split())
 
     @classmethod
     def build(cls, cfg: Config, loop: asyncio.AbstractEventLoop, previous: Runtime | None = None) -> Runtime:

@@ -79,7 +79,7 @@ class Server:
                  cfg.pool.size, cfg.client_auth.mode)
         rt.manager.start_watchdog()
         rt.manager.prewarm(rt.default_key)
-        self._tasks.append(self.loop.create_task(rt.learn_commands()))
+        self._tasks.append(self.loop.create_task(rt.learn_upstream()))
         self._tasks.append(self.loop.create_task(self._summaries()))
         self.listening = True
         if self.worker_socket:

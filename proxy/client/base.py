@@ -31,7 +31,7 @@ class SessionBase:
         "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
         "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
         "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
-        "writing_paused", "received", "__weakref__")
+        "writing_paused", "received", "net_in", "net_out", "cmds", "__weakref__")
 
     def __init__(self, handle: RuntimeHandle) -> None:
         rt = handle.current
@@ -68,6 +68,7 @@ class SessionBase:
         self.closing = self.closed = False
         self.reading_paused = self.writing_paused = False
         self.received = 0.0
+        self.net_in = self.net_out = self.cmds = 0  # CLIENT LIST's tot-net-in, tot-net-out, tot-cmds
 
     # -- derived state ------------------------------------------------------------------------------------------------
     @property

@@ -88,6 +88,7 @@ class ReplyQueue(SessionBase):
             self.handle.current.loop.call_soon(self._flush)
         self.out.append(data)
         self.out_size += len(data)
+        self.net_out += len(data)
         if self.out_size > 65536:  # a large turn (a reply burst for a client that may not read): check now
             self.check_output_limit()
 

@@ -67,6 +67,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         if self.closing:
             return
         self.received = time.perf_counter() if self.handle.current.sampler.every else 0.0
+        self.net_in += len(data)
         self.parser.feed(data)
         if self.wait is None:
             self.pump()
@@ -130,6 +131,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         if last is not None:
             self.last_command, self.last_active = last, time.monotonic()
         if fast:
+            self.cmds += fast
             stats = rt.stats
             stats.commands += fast
             stats.by_route["shared"] = stats.by_route.get("shared", 0) + fast
@@ -141,6 +143,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         rt = self.handle.current
         name = args[0].lower()
         self.last_command, self.last_active = args, time.monotonic()
+        self.cmds += 1
         rt.stats.commands += 1
         if self.skip_next:  # CLIENT REPLY SKIP: this command's replies are dropped, whatever answers them
             self.skip_next, self.skipping = False, True

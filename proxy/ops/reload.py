@@ -74,7 +74,7 @@ def reload(handle: RuntimeHandle, loader: Callable[[], Config] | None, log_stati
     if rt.manager is not old_rt.manager:
         rt.manager.start_watchdog()
         rt.manager.prewarm(rt.default_key)
-        old_rt.loop.create_task(rt.learn_commands())
+        old_rt.loop.create_task(rt.learn_upstream())
         log.info("upstream changing from %s to %s: clients move over as they go idle", old_rt.manager.address,
                  rt.manager.address, extra={"event": "upstream_switch"})
         old_rt.hub.close_all("the upstream changed by a configuration reload")

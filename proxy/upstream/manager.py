@@ -71,6 +71,7 @@ class UpstreamManager:
         self.login = Credential(cfg.username, cfg.password)
         self.server_info = ServerInfo()
         self.info_known: asyncio.Future[None] = loop.create_future()  # the first HELLO reply came (or gave up)
+        self.client_fields: tuple[tuple[str, ...], ...] = ()  # the server's CLIENT INFO (field, sample) in order
         self.states: dict[ConnState, set[UpstreamConnection]] = {s: set() for s in ConnState if s is not
                                                                    ConnState.CLOSED}
         self.shared: dict[PoolKey, SharedPool] = {}
