@@ -19,6 +19,7 @@ from .access.auth import Authenticator, Identity
 from .access.permissions import Permissions
 from .commands.table import CommandTable
 from .config import Config
+from .services.batch import EndOfTurn
 from .services.pubsub import Hub
 from .services.registry import ClientRegistry
 from .services.stats import Sampler, Stats
@@ -121,7 +122,7 @@ class Runtime:
 
         manager.on_credential_lost = credential_lost
         sampler = previous.sampler if previous else Sampler(cfg.metrics.latency_sample)
-        sampler.every = cfg.metrics.latency_sample
+        sampler.every = cfg.metrics.latency_sample if cfg.metrics.listen else 0  # (nobody reads them otherwise)
         specs = previous.table.specs if previous is not None and same_target else None
         return cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg.commands, specs), manager=manager,
                    control=control,
@@ -145,6 +146,8 @@ class OutputBudget:
         self.holders: dict[object, int] = {}
 
     def report(self, holder: object, size: int) -> None:
+        if not size and holder not in self.holders:
+            return  # the common case: a client that holds nothing and held nothing
         before = self.holders.get(holder, 0)
         if size:
             self.holders[holder] = size
@@ -157,9 +160,11 @@ class OutputBudget:
 
 
 class RuntimeHandle:
-    """What a session holds: the runtime in force, swapped whole by a reload."""
+    """What a session holds: the runtime in force, swapped whole by a reload, and the end-of-turn batch its
+    writes join."""
 
-    __slots__ = ("current",)
+    __slots__ = ("current", "end_of_turn")
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self.end_of_turn = EndOfTurn(runtime.loop)

@@ -12,7 +12,6 @@ run on a few reused connections (``upstream.control``), so a flood of wrong pass
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import time
@@ -82,7 +81,7 @@ class Authenticator:
         self.limit = RateLimit(failures_per_minute)
 
     def _digest(self, user: str, password: str) -> bytes:
-        return hmac.new(self._salt, f"{user}\0{password}".encode(errors="surrogateescape"), hashlib.sha256).digest()
+        return hmac.digest(self._salt, f"{user}\0{password}".encode(errors="surrogateescape"), "sha256")
 
     # -- who a client is before any AUTH ----------------------------------------------------------------------------
     def initial(self) -> Identity | None:

@@ -56,9 +56,9 @@ def authenticate(s: Session, auth_args: list[bytes], then: Callable[[], bytes]) 
     rt = s.handle.current
     username = auth_args[0].decode(errors="surrogateescape") if len(auth_args) == 2 else None
     password = auth_args[-1].decode(errors="surrogateescape")
-    user, host = username or "default", s.addr.rpartition(":")[0]
+    user = username or "default"
     result = rt.auth.check_local(username, password)
-    if not isinstance(result, Identity) and rt.auth.limited(host, user):
+    if not isinstance(result, Identity) and rt.auth.limited(_host(s), user):
         # over the limit only a credential already known good passes: nothing new is tried, nothing asked upstream
         rt.stats.auth_rate_limited += 1
         rt.stats.auth_failures += 1
@@ -67,21 +67,26 @@ def authenticate(s: Session, auth_args: list[bytes], then: Callable[[], bytes]) 
         s.close_after_replies()
         return
     if result is not None:
-        s.reply(_auth_result(s, result, then, host, user))
+        s.reply(_auth_result(s, result, then, user))
         return
     slot = s.pending_slot()
     s.suspend(Wait.AUTH, rt.auth.check_upstream(auth_args),
-              lambda outcome: slot.deliver(_auth_result(s, outcome, then, host, user)))
+              lambda outcome: slot.deliver(_auth_result(s, outcome, then, user)))
 
 
-def _auth_result(s: Session, result: object, then: Callable[[], bytes], host: str, user: str) -> bytes:
+def _host(s: Session) -> str:
+    """The client's source address, as the AUTH rate limit counts it."""
+    return s.addr.rpartition(":")[0]
+
+
+def _auth_result(s: Session, result: object, then: Callable[[], bytes], user: str) -> bytes:
     rt = s.handle.current
     if isinstance(result, Identity):
         s.set_identity(result)
         rt.stats.auth_ok += 1
         return then()
     rt.stats.auth_failures += 1
-    rt.auth.failed(host, user)
+    rt.auth.failed(_host(s), user)
     if isinstance(result, bytes):
         return result
     return resp.error(f"ERR cannot check the credential upstream: {result}")

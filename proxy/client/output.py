@@ -84,8 +84,9 @@ class ReplyQueue(SessionBase):
         """Queue bytes for the client; everything ready in one event-loop turn leaves in one write."""
         if self.closed:
             return
-        if not self.out:
-            self.handle.current.loop.call_soon(self._flush)
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.handle.end_of_turn.add(self._flush)
         self.out.append(data)
         self.out_size += len(data)
         self.net_out += len(data)
@@ -103,7 +104,12 @@ class ReplyQueue(SessionBase):
             self.write(frame)
 
     def _flush(self) -> None:
+        self.flush_pending = False
         transport, out = self.transport, self.out
+        if self.inflight and self.lease is None and not self.closing and self.out_size < 16384:
+            # local replies (the handshake's +OK) ahead of shared commands sent in the same read: they leave with
+            # those replies, a moment later, in one write instead of two
+            return
         if transport is None or self.closed or not out:
             out.clear()
             self.out_size = 0

@@ -51,8 +51,6 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's transports are not its subclasses)
         rt = self.handle.current
-        self.addr = _fmt_addr(transport.get_extra_info("peername"))
-        self.laddr = _fmt_addr(transport.get_extra_info("sockname"))
         self.transport.set_write_buffer_limits(high=256 * 1024)
         if not rt.registry.add(self, rt.cfg.limits.max_clients):
             self.transport.write(resp.error("ERR max number of clients reached"))
@@ -349,9 +347,3 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         """Something is pending or open for this client (drain waits for it)."""
         return bool(self.slots or self.out or self.wait is not None or self.tx is not Tx.NONE or self.held)
 
-
-def _fmt_addr(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = addr[0]
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr or "")
