@@ -132,7 +132,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
             self.cmds += fast
             stats = rt.stats
             stats.commands += fast
-            stats.by_route["shared"] = stats.by_route.get("shared", 0) + fast
+            stats.by_route[Route.SHARED] = stats.by_route.get(Route.SHARED, 0) + fast
         if len(self.slots) >= rt.cfg.limits.max_pipeline or (self.wait is not None
                                                               and parser.buffered > HELD_READ_LIMIT):
             self.pause_reading()
@@ -149,7 +149,8 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
             if self.identity is None and name not in PREAUTH and not self.admit(args, raw):
                 return
             route = rt.table.route(args)
-            rt.stats.by_route[route.value] = rt.stats.by_route.get(route.value, 0) + 1
+            by_route = rt.stats.by_route
+            by_route[route] = by_route.get(route, 0) + 1
             identity = self.identity
             if identity is not None and identity.guarded and name in LOGIN_CONTAINERS \
                     and rt.cfg.client_auth.protect_upstream_login and login_exposure(args) is not None:

@@ -18,6 +18,8 @@ class Tx(enum.Enum):
     MULTI_ABORTED = "multi_aborted"  # the sidecar refused a command at queue time: EXEC gets EXECABORT
     MULTI_FAILED = "multi_failed"    # MULTI could not get a lease: everything until EXEC/DISCARD is discarded
 
+    __hash__ = object.__hash__  # (singletons: identity hashing, in C, for the per-command membership tests)
+
 
 class TxEvent(enum.Enum):
     WATCH = "watch"

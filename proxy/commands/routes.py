@@ -26,6 +26,10 @@ class Route(enum.Enum):
     CONTROL = "control"          # out of band, once, on a connection of its own (never queued behind a busy one)
     REFUSED = "refused"          # a clear -ERR with the reason
 
+    # members are singletons: hash by identity, in C (Enum's own __hash__ is Python code, and the router looks a
+    # class up several times per command)
+    __hash__ = object.__hash__
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())

@@ -39,6 +39,8 @@ class ConnState(enum.Enum):
     CONTROL = "control"        # the sidecar's own work: credential checks, probes, out-of-band commands
     CLOSED = "closed"
 
+    __hash__ = object.__hash__  # (singletons: identity hashing, in C: states key the manager's sets)
+
 
 class Role(enum.Enum):
     """What a connection was opened for; its owner decides from it the state it enters once ready."""
