@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from conftest import ACL_USER, UPSTREAM_PASSWORD, busy_connections, sidecar_connections, stall_upstream, wait_until
 from proxy import config
