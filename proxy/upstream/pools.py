@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from .connection import UpstreamConnection
 from .credentials import PoolKey
 
-
 BATCH_DEPTH = 64  # commands in flight on a connection past which new clients spread to the others
 
 
