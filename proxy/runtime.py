@@ -16,6 +16,7 @@ import hiredis
 
 from .access.auth import Authenticator, Identity
 from .access.permissions import Permissions
+from .cluster.nodes import ClusterUpstream
 from .commands.table import CommandTable
 from .config import Config
 from .services.pubsub import Hub
@@ -28,7 +29,7 @@ from .upstream.manager import UpstreamManager
 from .wire.resp import RequestLimits, encode_command
 
 # Upstream settings that name another server or login: a change means new connections (a new manager).
-TARGET_FIELDS = ("host", "port", "unix_socket", "username", "password", "tls")
+TARGET_FIELDS = ("host", "port", "unix_socket", "username", "password", "tls", "mode", "seeds")
 
 
 def _no_admin(args: list[bytes], proto: int, identity: Identity | None) -> bytes:
@@ -59,10 +60,54 @@ class Runtime:
     sampler: Sampler
     hooks: Hooks
     output: OutputBudget = field(default_factory=lambda: OutputBudget())
+    cluster: ClusterUpstream | None = None  # a Redis Cluster upstream: its nodes; ``manager`` is its home node
+    learned: asyncio.Event = field(default_factory=asyncio.Event)  # COMMAND was asked (answered or refused)
 
     @property
     def default_key(self) -> PoolKey:
         return PoolKey(self.manager.login, self.cfg.upstream.db, 2)
+
+    # -- the upstream's lifecycle (one server, or a cluster's nodes) ------------------------------------------------
+    def start_upstream(self) -> None:
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            self.manager.start_watchdog()
+            self.manager.prewarm(self.default_key)
+
+    def retire_upstream(self, timeout: float) -> None:
+        """A reload moved to another upstream: this one's connections close once given back."""
+        self.control.close()
+        self.loop.create_task(self.cluster.retire(timeout) if self.cluster is not None
+                              else self.manager.retire(timeout))
+
+    async def close_upstream(self) -> None:
+        self.control.close()
+        if self.cluster is not None:
+            await self.cluster.close_all()
+        else:
+            await self.manager.close_all()
+
+    def rehome(self, manager: UpstreamManager) -> None:
+        """The cluster's home node moved (its node failed or was demoted): keyless commands, the pub/sub hub and
+        credential checks follow it."""
+        self.manager = self.control.manager = self.hub.manager = manager
+
+    def routable(self) -> bool:
+        """Commands can be routed: always for one server; on a cluster once its layout and key specs are known."""
+        cluster = self.cluster
+        return cluster is None or (cluster.ready.done() and self.learned.is_set())
+
+    async def until_routable(self) -> None:
+        """Wait (up to ``upstream.reply_timeout``) until ``routable``; else say why not."""
+        assert self.cluster is not None
+        timeout = self.cfg.upstream.reply_timeout
+        try:
+            await asyncio.wait_for(asyncio.gather(asyncio.shield(self.cluster.ready), self.learned.wait()), timeout)
+        except asyncio.TimeoutError:
+            why = self.cluster.policy.last_error
+            raise UpstreamError(f"ERR the cluster's layout is not known yet ({why or 'no seed answered'}; waited "
+                                f"{timeout:g}s, upstream.reply_timeout)") from None
 
     async def learn_commands(self) -> None:
         """Classify commands by the server's own COMMAND flags from now on (a module's commands included); until
@@ -78,11 +123,11 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if frame[:1] == b"-":  # not allowed to the sidecar's login: the static table stays
-                return
-            reader = hiredis.Reader()
-            reader.feed(frame)
-            self.table = self.table.learn(reader.gets())
+            if frame[:1] != b"-":  # (refused to the sidecar's login: the static table stays)
+                reader = hiredis.Reader()
+                reader.feed(frame)
+                self.table = self.table.learn(reader.gets())
+            self.learned.set()
             return
 
     @classmethod
@@ -91,11 +136,17 @@ class Runtime:
         unless the upstream server or login changed."""
         same_target = previous is not None and all(
             getattr(previous.cfg.upstream, f) == getattr(cfg.upstream, f) for f in TARGET_FIELDS)
+        cluster = None
         if previous is not None and same_target:
-            manager, control, hub = previous.manager, previous.control, previous.hub
-            manager.configure(cfg.upstream, cfg.pool)
+            manager, control, hub, cluster = previous.manager, previous.control, previous.hub, previous.cluster
+            if cluster is not None:
+                cluster.configure(cfg.upstream, cfg.pool)
+            else:
+                manager.configure(cfg.upstream, cfg.pool)
         else:
-            manager = UpstreamManager(cfg.upstream, cfg.pool, loop)
+            if cfg.upstream.mode == "cluster":
+                cluster = ClusterUpstream(cfg.upstream, cfg.pool, loop)
+            manager = cluster.home if cluster is not None else UpstreamManager(cfg.upstream, cfg.pool, loop)
             control, hub = Control(manager), Hub(manager)
         auth = Authenticator(cfg.client_auth, manager.login, control, cfg.limits.auth_failures_per_minute)
         permissions = Permissions(control, manager.login, cfg.client_auth.passthrough_ttl)
@@ -104,19 +155,27 @@ class Runtime:
             auth.forget(login)
             permissions.forget(login)
 
-        manager.on_credential_lost = credential_lost
+        if cluster is not None:
+            cluster.set_credential_lost(credential_lost)
+        else:
+            manager.on_credential_lost = credential_lost
         sampler = previous.sampler if previous else Sampler(cfg.metrics.latency_sample)
         sampler.every = cfg.metrics.latency_sample
         specs = previous.table.specs if previous is not None and same_target else None
-        return cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg.commands, specs), manager=manager,
-                   control=control,
-                   auth=auth, permissions=permissions, hub=hub,
-                   limits=RequestLimits(max_bulk_len=cfg.limits.proto_max_bulk_len,
-                                        max_multibulk_len=cfg.limits.max_multibulk_len),
-                   stats=previous.stats if previous else Stats(),
-                   registry=previous.registry if previous else ClientRegistry(), sampler=sampler,
-                   hooks=previous.hooks if previous else Hooks(),
-                   output=previous.output if previous else OutputBudget())
+        rt = cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg.commands, specs), manager=manager,
+                 control=control,
+                 auth=auth, permissions=permissions, hub=hub,
+                 limits=RequestLimits(max_bulk_len=cfg.limits.proto_max_bulk_len,
+                                      max_multibulk_len=cfg.limits.max_multibulk_len),
+                 stats=previous.stats if previous else Stats(),
+                 registry=previous.registry if previous else ClientRegistry(), sampler=sampler,
+                 hooks=previous.hooks if previous else Hooks(),
+                 output=previous.output if previous else OutputBudget(), cluster=cluster)
+        if previous is not None and same_target:
+            rt.learned = previous.learned  # (a learning still under way sets it for both)
+        if cluster is not None:
+            cluster.on_home = rt.rehome
+        return rt
 
 
 class OutputBudget:

@@ -22,6 +22,7 @@ from ..wire import resp
 from .state import LeaseKind, ReplyMode, Tx, Wait
 
 if TYPE_CHECKING:
+    from .cluster import ClusterState
     from .output import Slot
 
 
@@ -31,7 +32,7 @@ class SessionBase:
         "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
         "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
         "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
-        "writing_paused", "received", "__weakref__")
+        "writing_paused", "received", "cluster", "__weakref__")
 
     def __init__(self, handle: RuntimeHandle) -> None:
         rt = handle.current
@@ -68,6 +69,7 @@ class SessionBase:
         self.closing = self.closed = False
         self.reading_paused = self.writing_paused = False
         self.received = 0.0
+        self.cluster: ClusterState | None = None  # what a cluster upstream needs to know about this client
 
     # -- derived state ------------------------------------------------------------------------------------------------
     @property

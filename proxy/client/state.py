@@ -76,3 +76,4 @@ class Wait(enum.Enum):
     AUTH = "auth"              # the upstream is checking its credential
     PERMISSION = "permission"  # the upstream is asked whether its login may run a locally answered command
     CONTROL = "control"        # an out-of-band command is running
+    TOPOLOGY = "topology"      # a cluster's layout (or the server's key specs) is being learned

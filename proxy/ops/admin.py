@@ -23,6 +23,7 @@ from .. import __version__
 from ..access.auth import Identity
 from ..client.client_command import client_line, info_fields
 from ..client.session import Session
+from ..cluster.sentinel import SentinelWatch
 from ..runtime import RuntimeHandle
 from ..wire import resp
 
@@ -51,6 +52,7 @@ class SidecarView(Protocol):
     worker: int | None
     draining: bool
     listening: bool
+    sentinels: SentinelWatch | None
 
     def reload(self) -> list[str]: ...
 
@@ -93,7 +95,23 @@ def info_fields_of(view: SidecarView) -> dict[str, object]:
         "config_reloads": st.reloads_ok,
         "config_reloads_refused": st.reloads_failed,
         "draining": int(view.draining),
+        **topology_fields(view),
     }
+
+
+def topology_fields(view: SidecarView) -> dict[str, object]:
+    """What a cluster or Sentinel upstream adds: its nodes and layout reads, redirections, failovers followed."""
+    rt = view.handle.current
+    fields: dict[str, object] = {"upstream_mode": rt.cfg.upstream.mode}
+    if rt.cluster is not None:
+        snap = rt.cluster.snapshot()
+        fields.update({"cluster_nodes": snap.nodes, "cluster_primaries": snap.primaries,
+                       "cluster_slots_served": snap.slots_served, "cluster_layout_reads": snap.refreshes,
+                       "cluster_layout_read_failures": snap.refresh_failures,
+                       **{f"cluster_{name}": n for name, n in snap.counts.items()}})
+    if view.sentinels is not None:
+        fields.update({"sentinel_master_name": view.sentinels.name, "sentinel_switches": view.sentinels.switches})
+    return fields
 
 
 def info_section(view: SidecarView) -> str:
