@@ -21,6 +21,7 @@ from .commands.table import CommandTable
 from .config import Config
 from .services.pubsub import Hub
 from .services.registry import ClientRegistry
+from .services.shards import ShardHubs
 from .services.stats import Sampler, Stats
 from .upstream.connection import UpstreamError, Waiter
 from .upstream.control import Control
@@ -61,6 +62,7 @@ class Runtime:
     hooks: Hooks
     output: OutputBudget = field(default_factory=lambda: OutputBudget())
     cluster: ClusterUpstream | None = None  # a Redis Cluster upstream: its nodes; ``manager`` is its home node
+    shard_hubs: ShardHubs | None = None  # on a cluster, SSUBSCRIBE's hubs: one per node
     learned: asyncio.Event = field(default_factory=asyncio.Event)  # COMMAND was asked (answered or refused)
 
     @property
@@ -136,9 +138,10 @@ class Runtime:
         unless the upstream server or login changed."""
         same_target = previous is not None and all(
             getattr(previous.cfg.upstream, f) == getattr(cfg.upstream, f) for f in TARGET_FIELDS)
-        cluster = None
+        cluster = shard_hubs = None
         if previous is not None and same_target:
-            manager, control, hub, cluster = previous.manager, previous.control, previous.hub, previous.cluster
+            manager, control, hub = previous.manager, previous.control, previous.hub
+            cluster, shard_hubs = previous.cluster, previous.shard_hubs
             if cluster is not None:
                 cluster.configure(cfg.upstream, cfg.pool)
             else:
@@ -146,6 +149,7 @@ class Runtime:
         else:
             if cfg.upstream.mode == "cluster":
                 cluster = ClusterUpstream(cfg.upstream, cfg.pool, loop)
+                shard_hubs = ShardHubs(cluster)
             manager = cluster.home if cluster is not None else UpstreamManager(cfg.upstream, cfg.pool, loop)
             control, hub = Control(manager), Hub(manager)
         auth = Authenticator(cfg.client_auth, manager.login, control, cfg.limits.auth_failures_per_minute)
@@ -170,7 +174,7 @@ class Runtime:
                  stats=previous.stats if previous else Stats(),
                  registry=previous.registry if previous else ClientRegistry(), sampler=sampler,
                  hooks=previous.hooks if previous else Hooks(),
-                 output=previous.output if previous else OutputBudget(), cluster=cluster)
+                 output=previous.output if previous else OutputBudget(), cluster=cluster, shard_hubs=shard_hubs)
         if previous is not None and same_target:
             rt.learned = previous.learned  # (a learning still under way sets it for both)
         if cluster is not None:

@@ -399,11 +399,13 @@ def route_control(s: Session, name: bytes, args: list[bytes], raw: bytes) -> Non
 
 
 def route_local(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """SELECT n>0 gets Redis Cluster's own refusal (after the checks Redis makes before it)."""
+    """SELECT n>0 gets the cluster's own refusal (after the checks the server makes before it): Redis refuses
+    SELECT on a cluster; Valkey 9 has cluster databases, by default one, so db n>0 is out of its range."""
     if name == b"select" and len(args) == 2:
         db = resp.redis_int(args[1])
         if db is not None and -(1 << 31) <= db < (1 << 31) and db != 0:
-            s.reply(b"-ERR SELECT is not allowed in cluster mode\r\n")
+            s.reply(b"-ERR DB index is out of range\r\n" if s.handle.current.manager.server_info.valkey
+                    else b"-ERR SELECT is not allowed in cluster mode\r\n")
             return
     local.handle(s, name, args, raw)
 

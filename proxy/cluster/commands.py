@@ -88,8 +88,8 @@ def _split_keys(merge: Callable[[list[list[int]], int], Merge]) -> Callable[[lis
 
 
 def _split_mset(args: list[bytes], positions: list[int]) -> Plan:
-    if len(args) % 2 == 0:  # a key without its value: one node answers with its own arity error
-        return KEYLESS
+    if len(args) % 2 == 0:  # a key without its value: a node's own arity error (for MSET and its first key alone)
+        return Plan(Kind.SPLIT, parts=((key_slot(args[1]), args[:2]),), merge=all_ok)
     groups = _groups(args, positions)
     parts = tuple((slot, [args[0], *(a for i in idx for a in args[positions[i]:positions[i] + 2])])
                   for slot, idx in groups.items())

@@ -93,6 +93,8 @@ def switch_upstream(handle: RuntimeHandle, rt: Runtime, why: str) -> None:
     log.info("upstream changing from %s to %s (%s): clients move over as they go idle", old_rt.manager.address,
              rt.manager.address, why, extra={"event": "upstream_switch"})
     old_rt.hub.close_all(f"the upstream changed ({why})")
+    if old_rt.shard_hubs is not None:
+        old_rt.shard_hubs.close_all(f"the upstream changed ({why})")
     old_rt.retire_upstream(rt.cfg.shutdown_timeout)
 
 
