@@ -15,6 +15,7 @@ import redis
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, wait_until
 from harness.servers import EmbeddedServer, SidecarProcess
 from proxy.cluster import key_slot
+from test_client_compat import DEFAULT, node_clients, run_node_client  # noqa: F401 (node_clients: a fixture)
 from test_core_differential import SEQUENCE
 from wire import RawClient
 
@@ -249,3 +250,71 @@ def test_info_and_the_handshake(sidecar):
     with session(sidecar.port) as raw:
         assert raw.call([b"READONLY"], [b"ASKING"], [b"CLIENT", b"TRACKING", b"on"])[:2] == [b"+OK\r\n"] * 2
     client.close()
+
+
+# -- real clients with unmodified single-node URLs ---------------------------------------------------------------------
+
+def chat_request(url: str, room: str, user: str, protocol: int) -> list[bytes]:
+    """The chatroom's request, connect-per-request: join, list the room, leave."""
+    client = redis.Redis.from_url(url, protocol=protocol, socket_timeout=5)
+    try:
+        client.sadd(room, user, "regular")
+        members = sorted(client.smembers(room))
+        client.srem(room, user)
+        return members
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_the_chatroom_pattern_with_redis_py(sidecar, redis_cluster, protocol):
+    url = f"redis://:{UPSTREAM_PASSWORD}@127.0.0.1:{sidecar.port}/0"
+    rooms = [f"chat:room:{i}" for i in range(9)]
+    assert len({redis_cluster.owner(key_slot(r.encode())) for r in rooms}) == 3
+    for i in range(30):
+        room = rooms[i % len(rooms)]
+        assert chat_request(url, room, f"user{i}", protocol) == [b"regular", f"user{i}".encode()]
+    probe = redis.Redis.from_url(url)
+    assert {r: probe.smembers(r) for r in rooms} == {r: {b"regular"} for r in rooms}
+    probe.close()
+
+
+def test_redis_py_asyncio_connect_per_request(sidecar):
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    async def request(i: int) -> bytes | None:
+        client = aredis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD, protocol=3)
+        try:
+            await client.set(f"async:{i}", i)
+            async with client.pipeline(transaction=False) as pipe:
+                values = await pipe.incr(f"async:{i}").mget(f"async:{i}", "async:0", "async:missing").execute()
+            assert values[1][1] in (b"0", b"1")  # request 0's key: written by it, maybe incremented already
+            return values[1][0]
+        finally:
+            await client.aclose()
+
+    async def main() -> list[bytes | None]:
+        return await asyncio.gather(*(request(i) for i in range(40)))
+
+    assert asyncio.run(main()) == [str(i + 1).encode() for i in range(40)]
+
+
+NODE_CLIENTS = [("redis4", None), ("redis5", None), ("redis6", None), ("redis6", 2), ("ioredis5", None),
+                ("ioredis6", None)]
+
+
+@pytest.mark.parametrize("client,resp", NODE_CLIENTS, ids=[f"{c}-resp{r or 'default'}" for c, r in NODE_CLIENTS])
+def test_node_clients_with_a_single_node_url(node_clients, sidecar, redis_cluster, client, resp):
+    """node-redis and ioredis, connecting per request to what they take for one node."""
+    if redis_cluster.flavour != "redis":
+        pytest.skip("the clients' side does not depend on the server: run once, against Redis")
+    prefix = f"cluster:node:{client}:{resp}"
+    out = run_node_client(node_clients, client, DEFAULT.url(sidecar.port), resp, prefix, cluster=True)
+    assert out["errors"] == []
+    assert out["sequential"] == [f"v{i}" for i in range(len(out["sequential"]))]
+    assert out["pipeline"][:2] == ["OK", "piped"]
+    assert (out["ping"], out["echo"], out["name"]) == ("PONG", "hello sidecar", "compat-test")
+    assert out["chat"]["rooms"] == [sorted(["alice", f"user{i}"]) for i in range(6)]
+    assert out["chat"]["topics"] == [f"topic {i}" for i in range(6)]

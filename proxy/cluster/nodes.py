@@ -143,7 +143,25 @@ class ClusterUpstream:
     def refresh(self) -> None:
         """Ask for a refresh (a node failed, or said the layout changed); many asks make one."""
         if self.started:
+            self._check_home()
             self.policy.request()
+
+    def _check_home(self) -> None:
+        """Home's node is down: another primary that is not known down serves keyless commands, credential checks
+        and the pub/sub hub from now on, without waiting for a replica to take over (any primary answers those)."""
+        if self.home.up or not self.home.ever_up or self.slot_map is None:
+            return
+        for address in self.slot_map.primaries():
+            manager = self.manager(address)
+            if manager is not self.home and (manager.up or not manager.ever_up) and not manager.in_backoff():
+                self._set_home(manager)
+                return
+
+    def _set_home(self, manager: UpstreamManager) -> None:
+        self.home = manager
+        log.warning("cluster: home node is now %s", manager.address, extra={"event": "cluster_home"})
+        if self.on_home is not None:
+            self.on_home(manager)
 
     def moved(self, slot: int, address: Address) -> None:
         """A MOVED: the slot lives at ``address`` now. The map follows at once, a full refresh soon after."""
@@ -178,10 +196,8 @@ class ClusterUpstream:
                 self.manager(address).prewarm(self.default_key)
         healthy = [s.primary.address for s in slot_map.shards if s.primary.healthy and s.slots]
         if address_of(self.home) not in healthy and healthy:
-            self.home = self.manager(healthy[0])
-            log.warning("cluster: home node is now %s", self.home.address, extra={"event": "cluster_home"})
-            if self.on_home is not None:
-                self.on_home(self.home)
+            self._set_home(self.manager(healthy[0]))
+        self._check_home()
         keep = {*slot_map.addresses(), *self.cfg.seeds, address_of(self.home)}
         for address in [a for a in self.nodes if a not in keep]:
             self.loop.create_task(self.nodes.pop(address).retire(self.cfg.reply_timeout))
