@@ -318,3 +318,38 @@ def test_node_clients_with_a_single_node_url(node_clients, sidecar, redis_cluste
     assert (out["ping"], out["echo"], out["name"]) == ("PONG", "hello sidecar", "compat-test")
     assert out["chat"]["rooms"] == [sorted(["alice", f"user{i}"]) for i in range(6)]
     assert out["chat"]["topics"] == [f"topic {i}" for i in range(6)]
+
+
+def test_read_from_replica_sends_reads_to_replicas_and_writes_to_primaries(redis_cluster, make_sidecar):
+    proc = make_sidecar({"upstream": {"url": redis_cluster.url(), "read_from": "replica"}})
+    client = redis.Redis(port=proc.port, password=UPSTREAM_PASSWORD)
+    client.mset({k: b"r" for k in KEYS})
+    replicas = [a for a in redis_cluster.seeds if a not in redis_cluster.primary_addresses()]
+    reads = {a: int(redis_cluster.client(a).info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+             for a in replicas}
+
+    def all_read() -> bool:  # (a replica may lag the write by a moment: reads retry until it caught up)
+        return all(client.get(k) == b"r" for k in KEYS)
+
+    wait_until(all_read, "the replicas never served the values written")
+    after = {a: int(redis_cluster.client(a).info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+             for a in replicas}
+    assert all(after[a] > reads[a] for a in replicas)  # every replica served reads
+    assert client.info("sidecar")["cluster_replica_reads"] >= len(KEYS)
+    client.close()
+
+
+def test_a_reload_keeps_the_cluster_and_its_layout(sidecar):
+    import signal
+
+    client = redis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD)
+    client.mget(KEYS)  # split across slots: counted by the cluster's object
+    before = client.info("sidecar")
+    sidecar.config["pool"] = {"size": 3}
+    sidecar.write_config()
+    sidecar.signal(signal.SIGHUP)
+    wait_until(lambda: client.info("sidecar")["config_reloads"] > before["config_reloads"], "no reload")
+    after = client.info("sidecar")
+    assert after["cluster_split"] >= before["cluster_split"] >= 1  # the same cluster object, not a new one
+    assert client.mset({k: b"after" for k in KEYS}) and client.mget(KEYS) == [b"after"] * len(KEYS)
+    client.close()
