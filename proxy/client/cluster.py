@@ -8,16 +8,14 @@ answered, so every command takes effect in the order the client sent it. Replies
 follows MOVED and ASK and retries TRYAGAIN and CLUSTERDOWN before the client sees anything; one client's retries to a
 node share one connection (``ClusterState.retry``), so they too stay in order.
 
-Transactions lease a connection on the node of their first key: ``MULTI`` is answered here and sent upstream with
-the first command queued after it, once that command's slot names the node; a command for another slot is refused
-at queue time with ``-CROSSSLOT`` (and EXEC answers EXECABORT, as Redis does). Blocking calls lease on their key's
-node and follow a MOVED to a lease on the new node.
+A client holding a connection of its own (a transaction's, a blocking call's) sends what belongs to that node there:
+in MULTI, a command for another slot is refused at queue time with ``-CROSSSLOT`` (and EXEC answers EXECABORT, as
+Redis does); a MOVED on it cannot be followed and becomes an error the client can act on. The route handlers that
+lease (transactions, blocking calls) are in ``client.cluster_routes``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -25,25 +23,17 @@ from ..cluster.commands import CROSSSLOT, Kind, Plan, plan, scan_cursor, scan_po
 from ..cluster.nodes import ClusterUpstream, address_of
 from ..cluster.redirect import ASKING, Gather, Redirecting
 from ..cluster.topology import Address, parse_redirect
-from ..commands.routes import Route
 from ..upstream.connection import DISCARD, UpstreamConnection, UpstreamError
-from ..upstream.control import Control
-from ..upstream.credentials import PoolKey
 from ..upstream.manager import UpstreamManager
 from ..upstream.pools import LeaseClass
 from ..wire import resp
-from . import local, routes
 from .output import Slot
-from .state import QUEUEING, LeaseKind, Tx, TxEvent, Wait, next_tx
+from .state import QUEUEING, LeaseKind, TxEvent, Wait, next_tx
 
 if TYPE_CHECKING:
     from .session import Session
 
 MULTI = resp.encode_command([b"MULTI"])
-EMPTY_EXEC = b"*0\r\n"
-# connection state a client cannot keep across nodes: refused on a cluster, with why
-NOT_ON_A_CLUSTER = frozenset({b"tracking", b"caching", b"getredir", b"trackinginfo", b"no-evict", b"no-touch",
-                              b"capa"})
 
 
 class ClusterState:
@@ -106,7 +96,7 @@ def state(s: Session) -> ClusterState:
     return st
 
 
-def _cluster(s: Session) -> ClusterUpstream:
+def cluster_of(s: Session) -> ClusterUpstream:
     cluster = s.handle.current.cluster
     assert cluster is not None
     return cluster
@@ -118,7 +108,7 @@ def forward(s: Session, args: list[bytes], raw: bytes) -> Slot | None:
     """Send ``args`` where the cluster serves it; None when it was held, refused or answered here."""
     rt = s.handle.current
     if not rt.routable():
-        _wait_routable(s, args, raw)
+        wait_routable(s, args, raw)
         return None
     p = plan(rt.table, args)
     if s.lease is not None or s.tx in QUEUEING:
@@ -138,7 +128,7 @@ def _shared(s: Session, args: list[bytes], raw: bytes, p: Plan) -> Slot | None:
     if s.inflight:  # a split or a fan-out runs on several nodes: everything before it must be answered first
         s.hold(Wait.DRAIN, args, raw)
         return None
-    cluster = _cluster(s)
+    cluster = cluster_of(s)
     assert p.merge is not None
     parts: list[tuple[UpstreamManager, int | None, bytes]]
     if kind is Kind.SPLIT:
@@ -167,7 +157,7 @@ def _send(s: Session, args: list[bytes], raw: bytes, slot: int | None,
           manager: UpstreamManager | None = None) -> Slot | None:
     """One command to one node (``manager``, or the one serving ``slot``), behind the client's earlier commands."""
     rt = s.handle.current
-    cluster = _cluster(s)
+    cluster = cluster_of(s)
     replica = False
     if manager is None:
         if slot is not None and rt.cfg.upstream.read_from == "replica" and _read_only(s, args):
@@ -204,7 +194,7 @@ def _read_only(s: Session, args: list[bytes]) -> bool:
 
 def _scan(s: Session, args: list[bytes], raw: bytes) -> Slot | None:
     """SCAN on the node the cursor names; its reply's cursor names the next node when that node is done."""
-    cluster = _cluster(s)
+    cluster = cluster_of(s)
     order = cluster.primaries_in_order()
     position = scan_position(args[1]) if len(args) > 1 else None
     if position is None or not order:
@@ -231,7 +221,7 @@ def _scan_cursor(firsts: list[int], index: int, frame: bytes) -> bytes:
     return scan_reply(cursor, rest)
 
 
-def _wait_routable(s: Session, args: list[bytes], raw: bytes) -> None:
+def wait_routable(s: Session, args: list[bytes], raw: bytes) -> None:
     """Hold the command until the cluster's layout and the server's key specs are known (the sidecar just
     started, or was pointed at another cluster), or answer why not, at ``upstream.reply_timeout``."""
     def known(result: object) -> None:
@@ -247,7 +237,7 @@ def _wait_routable(s: Session, args: list[bytes], raw: bytes) -> None:
 
 def _with_lease(s: Session, args: list[bytes], raw: bytes, p: Plan) -> Slot | None:
     """A client holding a connection (or in MULTI): commands for its node go there, in order."""
-    cluster = _cluster(s)
+    cluster = cluster_of(s)
     st = state(s)
     lease = s.lease
     if s.tx in QUEUEING:
@@ -283,7 +273,7 @@ def _to_lease(s: Session, args: list[bytes], raw: bytes, lease: UpstreamConnecti
         return None
     s.conn = lease
     out = s.send_upstream(lease, raw)
-    out.transform = partial(_layout_changed, _cluster(s), lease)
+    out.transform = partial(_layout_changed, cluster_of(s), lease)
     return out
 
 
@@ -299,118 +289,3 @@ def _layout_changed(cluster: ClusterUpstream, lease: UpstreamConnection, frame: 
         cluster.moved(redirect.slot, redirect.address(address_of(lease.owner)[0]))  # type: ignore[arg-type]
     return resp.error(f"TRYAGAIN slot {redirect.slot} moved to another node while this transaction was open; run "
                       "the transaction again")
-
-
-def route_transaction(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """MULTI is answered here until a command names the node; WATCH leases on its keys' node."""
-    rt = s.handle.current
-    st = state(s)
-    if s.lease_kind is LeaseKind.CALL:  # a blocking call in flight: the transaction starts after it
-        s.hold(Wait.DRAIN, args, raw)
-        return
-    if s.tx is Tx.NONE and s.lease is None:
-        st.tx_slot, st.tx_pending = None, False
-    if name == b"multi" and s.tx is Tx.NONE and s.lease is None:
-        s.tx = next_tx(s.tx, TxEvent.MULTI)
-        st.tx_pending = True
-        s.reply(resp.OK)
-        return
-    if name in (b"exec", b"discard") and st.tx_pending and s.lease is None and s.tx in QUEUEING:
-        st.tx_pending = False  # nothing was queued upstream: nothing to run or discard there
-        tx, s.tx = s.tx, next_tx(s.tx, TxEvent.END)
-        s.reply(resp.OK if name == b"discard" else routes.EXECABORT if tx is Tx.MULTI_ABORTED else EMPTY_EXEC)
-        return
-    if name == b"watch" and s.tx not in QUEUEING and s.tx is not Tx.WATCH_FAILED:
-        if not rt.routable():
-            _wait_routable(s, args, raw)
-            return
-        p = plan(rt.table, args)
-        if p.kind is not Kind.NODE or (s.lease is not None and p.slot not in (None, st.tx_slot)):
-            s.reply(CROSSSLOT)
-            return
-        if s.lease is None:
-            lease = s.need_lease(LeaseKind.TRANSACTION, args, raw, _cluster(s).node(p.slot))
-            if lease is None:
-                return
-            st.tx_slot = p.slot
-        s.tx = next_tx(s.tx, TxEvent.WATCH)
-        forward(s, args, raw)
-        return
-    routes.route_transaction(s, name, args, raw)
-
-
-def route_blocking(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """A blocking call leases a connection on its keys' node."""
-    rt = s.handle.current
-    if not rt.routable():
-        _wait_routable(s, args, raw)
-        return
-    p = plan(rt.table, args)
-    if p.kind is not Kind.NODE:
-        s.reply(CROSSSLOT)
-        return
-    cluster = _cluster(s)
-    manager = cluster.node(p.slot)
-    lease = s.lease
-    if lease is not None and (lease.owner is not manager or (s.inflight and s.conn is not lease)):
-        if s.inflight:
-            s.hold(Wait.DRAIN, args, raw)
-        else:  # watching keys of another node: one client, one connection of its own
-            s.reply(CROSSSLOT)
-        return
-    lease = s.need_lease(LeaseKind.CALL, args, raw, manager)
-    if lease is None:
-        return
-    s.conn = lease
-    out = s.new_slot(blocking=True)
-    lease.send(raw, Redirecting(out, raw, p.slot, address_of(manager), state(s).resend_leased, cluster, lease.key))
-
-
-def route_session(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """READONLY, READWRITE and ASKING are the sidecar's business on a cluster; connection-tracking state cannot
-    follow a client across nodes. The rest (MONITOR) runs on the home node."""
-    if name in (b"readonly", b"readwrite", b"asking"):
-        s.reply(resp.OK if len(args) == 1 else local.wrong_args(name.decode()))
-        return
-    if name == b"client" and len(args) > 1 and args[1].lower() in NOT_ON_A_CLUSTER:
-        shown = f"CLIENT {args[1].decode(errors='replace').upper()}"
-        s.reply(resp.error(f"ERR '{shown}' is not available through the sidecar on a cluster: it is connection "
-                           "state of one node, and the sidecar spreads a client's commands over every node"))
-        return
-    routes.route_session(s, name, args, raw)
-
-
-def route_control(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """SCRIPT KILL, FUNCTION KILL: the busy script may be on any node, so every primary is asked, out of band."""
-    if s.inflight:
-        s.hold(Wait.DRAIN, args, raw)
-        return
-    key = PoolKey(s.effective_login(), 0, s.proto)
-    slot = s.pending_slot()
-
-    async def everywhere() -> bytes:
-        replies = await asyncio.gather(*(Control(m).oneshot(key, raw) for m in _cluster(s).primaries()),
-                                       return_exceptions=True)
-        frames = [r if isinstance(r, bytes) else resp.error(str(r)) for r in replies]
-        return next((f for f in frames if f == resp.OK), frames[0])
-
-    s.suspend(Wait.CONTROL, everywhere(), lambda result: slot.deliver(
-        result if isinstance(result, bytes) else resp.error(f"ERR sidecar internal error: {result!r}")))
-
-
-def route_local(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
-    """SELECT n>0 gets the cluster's own refusal (after the checks the server makes before it): Redis refuses
-    SELECT on a cluster; Valkey 9 has cluster databases, by default one, so db n>0 is out of its range."""
-    if name == b"select" and len(args) == 2:
-        db = resp.redis_int(args[1])
-        if db is not None and -(1 << 31) <= db < (1 << 31) and db != 0:
-            s.reply(b"-ERR DB index is out of range\r\n" if s.handle.current.manager.server_info.valkey
-                    else b"-ERR SELECT is not allowed in cluster mode\r\n")
-            return
-    local.handle(s, name, args, raw)
-
-
-ROUTES: dict[Route, Callable[[Session, bytes, list[bytes], bytes], None]] = {
-    **routes.ROUTES, Route.TRANSACTION: route_transaction, Route.BLOCKING: route_blocking,
-    Route.SESSION: route_session, Route.CONTROL: route_control, Route.LOCAL: route_local,
-}
