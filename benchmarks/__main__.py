@@ -67,10 +67,16 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
 
 
 def micro(argv: list[str]) -> int:
-    """The hot-path micro-benchmarks (pytest-benchmark); extra arguments go to pytest, e.g. --benchmark-compare."""
+    """The hot-path micro-benchmarks (pytest-benchmark). ``--save`` records a baseline in benchmarks/micro/baseline/
+    (committed, per machine kind); ``--check`` compares with the latest one and fails on a median more than 30 %
+    slower. Other arguments go to pytest."""
     here = Path(__file__).resolve().parent / "micro"
+    storage = f"--benchmark-storage=file://{here / 'baseline'}"
+    extra = {"--save": [storage, "--benchmark-save=hot-path"],
+             "--check": [storage, "--benchmark-compare", "--benchmark-compare-fail=median:30%"]}
+    args = [a for arg in argv for a in extra.get(arg, [arg])]
     return subprocess.call([sys.executable, "-m", "pytest", str(here), "-p", "no:cacheprovider", "--benchmark-enable",
-                            "--benchmark-columns=min,median,mean,ops,rounds", "-q", *argv])
+                            "--benchmark-columns=min,median,mean,ops,rounds", "-q", *args])
 
 
 def main(argv: list[str] | None = None) -> int:

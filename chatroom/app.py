@@ -79,11 +79,11 @@ class Chatroom:
         for event in ("newUser", "newMessage", "leave", "whoIsOnline", "disconnect"):
             sio.on(event, _reporting_store_failures(getattr(self, f"on_{event}")))
 
-    async def on_whoIsOnline(self, sid: str, *_: object) -> dict:  # noqa: N802 - Socket.IO event name
+    async def on_whoIsOnline(self, sid: str, *_: object) -> dict:
         async with fresh_connection(self.redis_url) as db:
             return _ok(**(await db.presence()).as_dict())
 
-    async def on_newUser(self, sid: str, name: object = None, *_: object) -> dict:  # noqa: N802
+    async def on_newUser(self, sid: str, name: object = None, *_: object) -> dict:
         if sid in self.names or sid in self._joining:
             return _error("You have already joined.")
         try:
@@ -111,7 +111,7 @@ class Chatroom:
         await self._announce(presence, name, "joined")
         return _ok(name=name, history=history, online=presence.as_dict())
 
-    async def on_newMessage(self, sid: str, text: object = None, *_: object) -> dict:  # noqa: N802
+    async def on_newMessage(self, sid: str, text: object = None, *_: object) -> dict:
         name = self.names.get(sid)
         if name is None:
             return _error("Join the chat before sending messages.")

@@ -37,7 +37,7 @@ class ChatroomProcess(ChildProcess):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> "ChatroomProcess":
+    def start(self, timeout: float = 15.0) -> ChatroomProcess:
         # REDIS_URL goes through the environment: on a command line its password would show in ps.
         self._spawn([sys.executable, "-m", "chatroom", "--host", self.host, "--port", str(self.port)],
                     {**os.environ, **self.env, "REDIS_URL": self.redis_url})

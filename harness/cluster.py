@@ -14,8 +14,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from .servers import EmbeddedServer, free_port
@@ -68,7 +69,7 @@ def poll(check: Callable[[], Any], timeout: float, what: Callable[[], str] | str
             result = check()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - the state is still forming
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             detail = what() if callable(what) else what
@@ -95,7 +96,7 @@ class RedisCluster:
         self.redis_cli = shutil.which("redis-cli") or ""
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> "RedisCluster":
+    def start(self, timeout: float = 30.0) -> RedisCluster:
         began = time.monotonic()
         try:
             for i in range(self.primaries * (1 + self.replicas_per_primary)):
@@ -135,7 +136,7 @@ class RedisCluster:
         self.nodes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "RedisCluster":
+    def __enter__(self) -> RedisCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

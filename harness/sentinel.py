@@ -32,7 +32,7 @@ class SentinelNode:
     port: int = 0
     proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> "SentinelNode":
+    def start(self, timeout: float = 10.0) -> SentinelNode:
         self.port = self.port or free_port()
         conf = Path(self.workdir) / "sentinel.conf"
         conf.write_text("\n".join([f"port {self.port}", f"bind {HOST}", f"dir {self.workdir}",
@@ -72,7 +72,7 @@ class SentinelSetup:
         self.workdir = self.workdir or tempfile.mkdtemp(prefix="sidecar-sentinel-")
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> "SentinelSetup":
+    def start(self, timeout: float = 30.0) -> SentinelSetup:
         began = time.monotonic()
         try:
             master = self._server("master", []).start()
@@ -118,7 +118,7 @@ class SentinelSetup:
         self.servers.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "SentinelSetup":
+    def __enter__(self) -> SentinelSetup:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

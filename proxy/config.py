@@ -1,29 +1,47 @@
 """Configuration: YAML file, then environment, then command-line flags -> one validated, immutable ``Config``.
 
 Every key is checked once at start; an unknown key or a bad value is refused with its path (``pool.size: ...``) so a
-typo never silently falls back to a default. Secrets (upstream password, client passwords) can come from the URL, an
-environment variable or a file, and are never part of ``repr``.
+typo never silently falls back to a default, and every problem is reported at once, one line each. A value keeps the
+type its key declares: an environment variable's text is parsed for numeric and boolean keys only (``0123`` stays the
+string ``"0123"`` for a password), and a YAML number or boolean where a string belongs is refused, not converted.
+Secrets (upstream password, client passwords) can come from the URL, an environment variable or a file; they are
+never part of ``repr`` nor of any error message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
 from .commands.routes import ALLOWABLE, command_key
 
+if TYPE_CHECKING:
+    import ssl
+
+    from _typeshed import DataclassInstance
+
+    Section = TypeVar("Section", bound=DataclassInstance)
+
 ENV_PREFIX = "REDIS_SIDECAR_"
 
 
 class ConfigError(ValueError):
-    """A configuration problem, phrased with the key's path."""
+    """One or more configuration problems, each a line that starts with its key's path."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 def _secret_field(default: str | None = None) -> Any:
@@ -166,142 +184,287 @@ class Config:
     workers: int = 1
 
     def listen_addresses(self) -> list[tuple[str, int]]:
-        return [parse_hostport(a, "listen") for a in self.listen]
+        return [listen_address(a, "listen") for a in self.listen]
 
 
 # -- loading ---------------------------------------------------------------------------------------------------------
 
+LIST_KEYS = ("listen", "commands.deny", "commands.allow")  # a string or a list; comma-separated in the environment
+PORT_KEYS = ("listen", "metrics.listen")  # where a YAML integer is a port
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def parse_hostport(text: str, path: str) -> tuple[str, int]:
     host, sep, port = str(text).rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{path}: expected HOST:PORT, got {text!r}")
+        raise ConfigError(f"{path}: expected HOST:PORT or PORT, got {text!r}")
     host = host.strip("[]")
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"{path}: port out of range in {text!r}")
     return host, int(port)
 
 
+def listen_address(text: str, path: str) -> tuple[str, int]:
+    """A listening address as (host, port): ``PORT`` alone means loopback, as every default does."""
+    text = str(text)
+    if not text.isdigit():
+        return parse_hostport(text, path)
+    if int(text) > 65535:
+        raise ConfigError(f"{path}: port out of range in {text!r}")
+    return "127.0.0.1", int(text)
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``metrics.listen`` as (host, port)."""
+    return listen_address(text, "metrics.listen")
+
+
+class _EnvText(str):
+    """A value from a ``REDIS_SIDECAR_*`` variable: text, to be read as its key's type (``_from_env``)."""
+
+
+class _Build:
+    """The state of building one Config: the environment secrets come from, and every problem found so far, so a
+    config with several mistakes is reported whole instead of one mistake per attempt."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def add(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a ConfigError raised inside, and carry on with the next check."""
+        try:
+            yield
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.add(problem)
+
+    def failed(self, *paths: str) -> bool:
+        """Whether a key under one of ``paths`` was refused: a check built on its value would only add noise."""
+        return any(problem.startswith(paths) for problem in self.problems)
+
+    def done(self) -> None:
+        if self.problems:
+            raise ConfigError(*self.problems)
+
+
 def load(path: str | None = None, overrides: Mapping[str, Any] | None = None,
          environ: Mapping[str, str] | None = None) -> Config:
     """Build the Config: file, then ``REDIS_SIDECAR_*`` environment variables, then ``overrides`` (the flags)."""
-    environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        raw = loaded
-    _apply_env(raw, environ)
+    b = _Build(os.environ if environ is None else environ)
+    raw = _read_file(path) if path else {}
+    for name, value in b.environ.items():
+        dotted = _env_key(name)
+        if dotted is not None:
+            with b.collect():
+                _set_path(raw, dotted, _EnvText(value))
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_path(raw, dotted, value)
-    return build(raw, environ)
+            with b.collect():
+                _set_path(raw, dotted, value)
+    cfg = _build(raw, b)
+    b.done()
+    return cfg
 
 
-def _apply_env(raw: dict, environ: Mapping[str, str]) -> None:
-    """``REDIS_SIDECAR_UPSTREAM`` names the upstream URL; ``REDIS_SIDECAR_POOL__SIZE=8`` sets ``pool.size``."""
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX):].lower()
-        if key == "upstream":
-            _set_path(raw, "upstream.url", value)
-        elif key == "listen":
-            _set_path(raw, "listen", value)
-        elif "__" in key:
-            _set_path(raw, key.replace("__", "."), yaml.safe_load(value) if value else value)
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc)}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded
 
 
-def _set_path(raw: dict, dotted: str, value: Any) -> None:
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where the parser stopped and why, without the snippet of the line it quotes: that line may hold a password."""
+    mark = getattr(exc, "problem_mark", None)
+    if not isinstance(exc, yaml.MarkedYAMLError) or mark is None:
+        return ""
+    problem, context = exc.problem or "", exc.context or ""
+    if "scalar" in context:  # inside a value: a character the parser names may be part of a password
+        problem = re.sub(r"'[^']*'", "(not shown)", problem)
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {f'{context}: ' if context else ''}{problem}"
+
+
+def _env_key(name: str) -> str | None:
+    """The key a variable sets: ``REDIS_SIDECAR_UPSTREAM`` the upstream URL, ``REDIS_SIDECAR_LISTEN`` the listen
+    addresses, ``REDIS_SIDECAR_POOL__SIZE`` ``pool.size``; None for any other (REDIS_SIDECAR_NO_EXTENSIONS ...)."""
+    if not name.startswith(ENV_PREFIX):
+        return None
+    key = name[len(ENV_PREFIX):].lower()
+    if key == "upstream":
+        return "upstream.url"
+    return key.replace("__", ".") if key == "listen" or "__" in key else None
+
+
+def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = raw
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"{dotted}: {part} is not a section")
     node[parts[-1]] = value
 
 
 def build(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
-    environ = os.environ if environ is None else environ
-    for key in DERIVED_FROM_URL:
-        if isinstance(raw.get("upstream"), dict) and key in raw["upstream"]:
-            raise ConfigError(f"upstream.{key}: set it in upstream.url (redis://host:port/db, "
-                              "redis-cluster://host:port,host:port or redis-sentinel://host:port,host:port#master)")
-    cfg = _section(Config, dict(raw), "")
-    upstream = _resolve_upstream(cfg.upstream, environ)
-    users = tuple(_resolve_user(u, i, environ) for i, u in enumerate(cfg.client_auth.users))
-    cfg = dataclasses.replace(cfg, upstream=upstream,
-                              client_auth=dataclasses.replace(cfg.client_auth, users=users))
-    _validate(cfg)
+    """The Config for ``raw`` (a parsed file); ``ConfigError`` lists every problem, one per line."""
+    b = _Build(os.environ if environ is None else environ)
+    cfg = _build(raw, b)
+    b.done()
     return cfg
 
 
-def _section(cls: type, raw: Any, path: str) -> Any:
+def _build(raw: Mapping[str, Any], b: _Build) -> Config:
+    raw = dict(raw)
+    upstream = raw.get("upstream")
+    if isinstance(upstream, dict):
+        for key in DERIVED_FROM_URL:
+            if key in upstream:
+                b.add(f"upstream.{key}: set it in upstream.url (redis://host:port/db, "
+                      "redis-cluster://host:port,host:port or redis-sentinel://host:port,host:port#master)")
+        raw["upstream"] = {k: v for k, v in upstream.items() if k not in DERIVED_FROM_URL}
+    cfg = _section(Config, raw, "", b) or Config()
+    cfg = dataclasses.replace(cfg, upstream=_resolve_upstream(cfg.upstream, b))
+    _validate(cfg, b)
+    return cfg
+
+
+def _section(cls: type[Section], raw: Any, path: str, b: _Build) -> Section | None:
+    """``raw`` as a ``cls``: each unknown key and bad value is recorded (the key keeps its default meanwhile);
+    None when there is nothing to build it from."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(raw).__name__}")
+        b.add(f"{path or 'config'}: expected a section (a mapping of keys), got {_kind(raw)}")
+        return None
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-    values = {}
+    values: dict[str, Any] = {}
     for name, value in raw.items():
-        values[name] = _coerce(known[name], value, f"{path}.{name}" if path else name)
+        where = f"{path}.{name}" if path else str(name)
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, 1)
+            b.add(f"{where}: unknown key ({f'did you mean {close[0]}?' if close else 'known: ' + ', '.join(known)})")
+            continue
+        with b.collect():
+            values[name] = _coerce(known[name], value, where, b)
+    for f in known.values():
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in raw:
+            b.add(f"{path}.{f.name}: required")
     try:
         return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{path or 'config'}: {exc}") from None
+    except TypeError:  # a required key is missing or was refused: recorded above
+        return None
 
 
-_NESTED = {
+_NESTED: dict[str, type[Any]] = {
     "upstream": UpstreamConfig, "pool": PoolConfig, "client_auth": ClientAuthConfig, "limits": LimitsConfig,
     "commands": CommandsConfig, "log": LogConfig, "tls": TLSConfig, "metrics": MetricsConfig,
 }
 
 
-def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
+def _type_name(f: dataclasses.Field[Any]) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, path: str, b: _Build) -> Any:
+    """One key's value as its field declares it; ``ConfigError`` when it is not one (never converted silently)."""
+    if isinstance(value, _EnvText):
+        value = _from_env(f, str(value), path)
     if path == "tls":  # the listeners' TLS (upstream.tls is the upstream's)
-        return _section(ListenTLSConfig, value, path)
+        return _section(ListenTLSConfig, value, path, b) or ListenTLSConfig()
     if f.name == "tls" and isinstance(value, bool):
         return TLSConfig(enabled=value)
     if f.name in _NESTED:
-        return _section(_NESTED[f.name], value, path)
+        return _section(_NESTED[f.name], value, path, b) or _NESTED[f.name]()
     if f.name == "users":
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list of users")
-        return tuple(_section(ClientUser, u, f"{path}[{i}]") for i, u in enumerate(value))
-    if path in ("listen", "commands.deny", "commands.allow"):
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        users = (_user(u, f"{path}[{i}]", b) for i, u in enumerate(value))
+        return tuple(u for u in users if u is not None)
+    if path in PORT_KEYS and type(value) is int:  # listen: 6380
+        value = str(value)
+    if path in LIST_KEYS:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) or (path in PORT_KEYS and type(v) is int) for v in items):
             raise ConfigError(f"{path}: expected a string or a list of strings")
-        return tuple(value)
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        return tuple(str(v) for v in items)
+    kind = _type_name(f)
     if kind.startswith("bool"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {_got(value, path)}")
     elif kind.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {_got(value, path)}")
     elif kind.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {_got(value, path)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value}")
         value = float(value)
-    elif kind.startswith("str"):
-        if value is not None and not isinstance(value, (str, int)):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        value = None if value is None else str(value)
+    elif kind.startswith("str") and value is not None and not isinstance(value, str):
+        quote = "" if isinstance(value, (list, dict)) else \
+            " (put it in quotes: unquoted, YAML reads 0123 as the octal number 83, and yes as true)"
+        raise ConfigError(f"{path}: expected a string, got {_got(value, path)}{quote}")
     return value
+
+
+def _from_env(f: dataclasses.Field[Any], text: str, path: str) -> Any:
+    """An environment variable's text as its key's type: the exact text for a string (``0123``, ``yes`` and ``1e3``
+    stay strings; empty unsets an optional key), a number or a boolean where the key takes one, a list split at
+    commas."""
+    kind = _type_name(f)
+    if path in LIST_KEYS:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if kind.startswith("bool") or path == "upstream.tls":
+        word = text.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ConfigError(f"{path}: expected true or false (or yes/no, on/off, 1/0), got {_got(text, path)}")
+        return word in _TRUE
+    if kind.startswith(("int", "float")):
+        try:
+            return int(text) if kind.startswith("int") else float(text)
+        except ValueError:
+            what = "an integer" if kind.startswith("int") else "a number"
+            raise ConfigError(f"{path}: expected {what}, got {_got(text, path)}") from None
+    return None if text == "" and "None" in kind else text
+
+
+def _secret(path: str) -> bool:
+    """Keys whose values never appear in an error: the passwords and where they come from, and the upstream URL
+    (which may carry one)."""
+    return path.rpartition(".")[2].startswith(("password", "sentinel_password")) or path == "upstream.url"
+
+
+def _kind(value: Any) -> str:
+    """A value's type, in YAML's words."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _got(value: Any, path: str) -> str:
+    """What was given, for an error: its type, and the value itself only for a scalar of a key that is no secret."""
+    if _secret(path) or not isinstance(value, (str, int, float)):
+        return _kind(value)
+    if isinstance(value, str):
+        return repr(value)
+    return f"{_kind(value)} {str(value).lower() if isinstance(value, bool) else value}"
 
 
 def _read_secret(value: str | None, env: str | None, file: str | None, path: str,
@@ -318,34 +481,70 @@ def _read_secret(value: str | None, env: str | None, file: str | None, path: str
     return value
 
 
+def _user(raw: Any, path: str, b: _Build) -> ClientUser | None:
+    """One ``client_auth.users`` entry, its password read from wherever it comes from."""
+    user = _section(ClientUser, raw, path, b)
+    if user is None:
+        return None
+    password = None
+    with b.collect():
+        password = _read_secret(user.password, user.password_env, user.password_file, f"{path}.password",
+                                b.environ)
+        if not password and not b.failed(f"{path}.password"):
+            raise ConfigError(f"{path}.password: every sidecar user needs a password")
+    return dataclasses.replace(user, password=password)
+
+
 DERIVED_FROM_URL = ("host", "port", "mode", "seeds", "sentinel_master")
 TOPOLOGY_SCHEMES = {"redis-cluster": ("cluster", 6379), "rediss-cluster": ("cluster", 6379),
                     "redis-sentinel": ("sentinel", 26379), "rediss-sentinel": ("sentinel", 26379)}
 
 
-def _resolve_upstream(up: UpstreamConfig, environ: Mapping[str, str]) -> UpstreamConfig:
+def _resolve_upstream(up: UpstreamConfig, b: _Build) -> UpstreamConfig:
     """Split the URL into fields; explicit keys (username, password*, tls) win over what the URL carries."""
-    parts = urlsplit(up.url)
-    if parts.scheme in TOPOLOGY_SCHEMES:
-        up = _resolve_topology(up, parts)
-    elif parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"upstream.url: scheme must be redis://, rediss://, unix://, redis-cluster://, "
-                          f"rediss-cluster://, redis-sentinel:// or rediss-sentinel://, got {parts.scheme!r}")
-    else:
-        up = _resolve_standalone(up, parts)
-    username = up.username if up.username is not None else (unquote(parts.username) if parts.username else None)
-    password = up.password if up.password is not None else (unquote(parts.password) if parts.password else None)
-    password = _read_secret(password, up.password_env, up.password_file, "upstream.password", environ)
-    sentinel_password = _read_secret(up.sentinel_password, up.sentinel_password_env, up.sentinel_password_file,
-                                     "upstream.sentinel_password", environ)
-    tls = up.tls
-    if parts.scheme.startswith("rediss") and not tls.enabled:
+    resolved = up
+    parts: SplitResult | None = None
+    with b.collect():
+        parts = _split_url(up.url)
+        if parts.scheme in TOPOLOGY_SCHEMES:
+            resolved = _resolve_topology(up, parts)
+        elif parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"upstream.url: scheme must be redis://, rediss://, unix://, redis-cluster://, "
+                              f"rediss-cluster://, redis-sentinel:// or rediss-sentinel://, got {parts.scheme!r}")
+        else:
+            resolved = _resolve_standalone(up, parts)
+    url_username = unquote(parts.username) if parts is not None and parts.username else None
+    url_password = unquote(parts.password) if parts is not None and parts.password else None
+    password = sentinel_password = None
+    with b.collect():
+        password = _read_secret(up.password if up.password is not None else url_password, up.password_env,
+                                up.password_file, "upstream.password", b.environ)
+    with b.collect():
+        sentinel_password = _read_secret(up.sentinel_password, up.sentinel_password_env, up.sentinel_password_file,
+                                         "upstream.sentinel_password", b.environ)
+    tls, url = up.tls, up.url
+    if parts is not None and parts.scheme.startswith("rediss") and not tls.enabled:
         tls = dataclasses.replace(tls, enabled=True)
-    url = up.url  # kept for display: its password (now in the password field, out of repr) is blanked
-    if parts.password is not None:
+    if parts is not None and parts.password is not None:  # kept for display: its password is blanked
         url = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":(hidden)@", 1)).geturl()
-    return dataclasses.replace(up, url=url, username=username or None, password=password or None, tls=tls,
+    username = up.username if up.username is not None else url_username
+    return dataclasses.replace(resolved, url=url, username=username or None, password=password or None, tls=tls,
                                sentinel_password=sentinel_password or None)
+
+
+def _split_url(url: str) -> SplitResult:
+    """``urlsplit``, refusing a URL whose password would spill out of the credentials (into the host, the path or
+    an error message): an unencoded / ? # in it. Errors never quote the URL, which may hold the password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError("upstream.url: cannot be parsed (an unbalanced [ or ], or a bracketed host that is not an "
+                          "IPv6 address); percent-encode such characters in the user name and password") from None
+    tail = parts.query + parts.fragment + ("" if parts.scheme == "unix" else parts.path)
+    if "@" in tail or (parts.scheme == "unix" and parts.netloc and not parts.netloc.endswith("@")):
+        raise ConfigError("upstream.url: an '@' after the host: the user name or password holds a / ? or # that "
+                          "ends the address; percent-encode it (%2F, %3F, %23), or use upstream.password_env")
+    return parts
 
 
 def _resolve_standalone(up: UpstreamConfig, parts: SplitResult) -> UpstreamConfig:
@@ -407,43 +606,42 @@ def _seed(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port or default_port)
 
 
-def _resolve_user(user: ClientUser, i: int, environ: Mapping[str, str]) -> ClientUser:
-    pw = _read_secret(user.password, user.password_env, user.password_file, f"client_auth.users[{i}].password",
-                      environ)
-    if not pw:
-        raise ConfigError(f"client_auth.users[{i}].password: every sidecar user needs a password")
-    return dataclasses.replace(user, password=pw)
-
-
-def _validate(cfg: Config) -> None:
+def _validate(cfg: Config, b: _Build) -> None:
+    """Ranges and the checks across keys; a check built on a key already refused is skipped, not repeated."""
     def positive(value: float, path: str, allow_zero: bool = False) -> None:
         if value < 0 or (value == 0 and not allow_zero):
-            raise ConfigError(f"{path}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+            b.add(f"{path}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
     if not cfg.listen and not cfg.unix_socket:
-        raise ConfigError("listen: at least one address (or unix_socket) is needed")
-    cfg.listen_addresses()
-    if cfg.client_auth.mode not in ("none", "password", "passthrough"):
-        raise ConfigError(f"client_auth.mode: must be none, password or passthrough, got {cfg.client_auth.mode!r}")
-    if cfg.client_auth.mode == "password" and not cfg.client_auth.users:
-        raise ConfigError("client_auth.users: password mode needs at least one user")
+        b.add("listen: at least one address (or unix_socket) is needed")
+    addresses = []
+    for text in cfg.listen:
+        with b.collect():
+            addresses.append(listen_address(text, "listen"))
+    mode = cfg.client_auth.mode
+    mode_known = mode in ("none", "password", "passthrough") and not b.failed("client_auth.mode")
+    if mode not in ("none", "password", "passthrough"):
+        b.add(f"client_auth.mode: must be none, password or passthrough, got {mode!r}")
+    if mode == "password" and not cfg.client_auth.users and not b.failed("client_auth.users"):
+        b.add("client_auth.users: password mode needs at least one user")
     names = [u.name for u in cfg.client_auth.users]
     if len(set(names)) != len(names):
-        raise ConfigError("client_auth.users: user names must be unique")
+        b.add("client_auth.users: user names must be unique")
     if cfg.commands.unknown not in ("shared", "refused"):
-        raise ConfigError(f"commands.unknown: must be shared or refused, got {cfg.commands.unknown!r}")
+        b.add(f"commands.unknown: must be shared or refused, got {cfg.commands.unknown!r}")
     if cfg.commands.profile not in ("production", "development"):
-        raise ConfigError(f"commands.profile: must be production or development, got {cfg.commands.profile!r}")
+        b.add(f"commands.profile: must be production or development, got {cfg.commands.profile!r}")
+    denied = {command_key(d) for d in cfg.commands.deny}
     for name in cfg.commands.allow:
         if command_key(name) not in ALLOWABLE:
-            raise ConfigError(f"commands.allow: {name!r} cannot be allowed; allowable: "
-                              f"{', '.join(sorted(k.replace('|', ' ').upper() for k in ALLOWABLE))}")
-        if command_key(name) in {command_key(d) for d in cfg.commands.deny}:
-            raise ConfigError(f"commands.allow: {name!r} is also in commands.deny")
+            b.add(f"commands.allow: {name!r} cannot be allowed; allowable: "
+                  f"{', '.join(sorted(k.replace('|', ' ').upper() for k in ALLOWABLE))}")
+        elif command_key(name) in denied:
+            b.add(f"commands.allow: {name!r} is also in commands.deny")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log.level: must be debug, info, warning or error, got {cfg.log.level!r}")
+        b.add(f"log.level: must be debug, info, warning or error, got {cfg.log.level!r}")
     if cfg.log.format not in ("text", "logfmt", "json"):
-        raise ConfigError(f"log.format: must be text, logfmt or json, got {cfg.log.format!r}")
+        b.add(f"log.format: must be text, logfmt or json, got {cfg.log.format!r}")
     positive(cfg.pool.size, "pool.size")
     positive(cfg.pool.lease_max, "pool.lease_max")
     positive(cfg.pool.blocking_max, "pool.blocking_max")
@@ -454,65 +652,68 @@ def _validate(cfg: Config) -> None:
     positive(cfg.upstream.reply_timeout, "upstream.reply_timeout")
     positive(cfg.client_auth.passthrough_ttl, "client_auth.passthrough_ttl", allow_zero=True)
     positive(cfg.shutdown_timeout, "shutdown_timeout", allow_zero=True)
-    _validate_ops(cfg)
+    _validate_ops(cfg, b, mode_known)
     for name in ("max_clients", "proto_max_bulk_len", "max_multibulk_len", "max_pipeline", "client_output_buffer",
                  "pubsub_output_buffer", "total_output_buffer", "databases", "auth_failures_per_minute"):
         positive(getattr(cfg.limits, name), f"limits.{name}")
-    if not 0 <= cfg.upstream.db < cfg.limits.databases:
-        raise ConfigError(f"upstream.db: {cfg.upstream.db} is outside 0..{cfg.limits.databases - 1}")
-    _validate_topology(cfg.upstream)
+    if not 0 <= cfg.upstream.db < cfg.limits.databases and not b.failed("limits.databases"):
+        b.add(f"upstream.db: {cfg.upstream.db} is outside 0..{cfg.limits.databases - 1}")
+    _validate_topology(cfg.upstream, b)
     tls = cfg.upstream.tls
     if bool(tls.cert_file) != bool(tls.key_file):
-        raise ConfigError("upstream.tls: cert_file and key_file go together")
+        b.add("upstream.tls: cert_file and key_file go together")
     for key in ("ca_file", "cert_file", "key_file"):
         value = getattr(tls, key)
         if value and not os.path.exists(value):
-            raise ConfigError(f"upstream.tls.{key}: {value} does not exist")
-    _validate_listen_tls(cfg.tls)
+            b.add(f"upstream.tls.{key}: {value} does not exist")
+    _validate_listen_tls(cfg.tls, b)
     # Who may connect without any credential: everyone in mode none, and in passthrough mode when the upstream has
     # no password (the sidecar then lets every client in). Mutual TLS is a credential too.
-    mode = cfg.client_auth.mode
+    if not mode_known or b.failed("upstream.url", "upstream.password", "tls", "client_auth.allow_public"):
+        return
     if (mode == "none" or (mode == "passthrough" and cfg.upstream.password is None)) \
             and not cfg.client_auth.allow_public_without_auth and not cfg.tls.require_client_cert:
         why, fix = ("client_auth.mode is none", "use password or passthrough") if mode == "none" else (
             "client_auth.mode is passthrough with an upstream that has no password",
             "use password mode, give the upstream a password, require client certificates (tls)")
-        for host, _ in cfg.listen_addresses():
+        for host, _ in addresses:
             if not _is_loopback(host):
-                raise ConfigError(
-                    f"listen: {host} is not a loopback address and {why}; {fix}, "
-                    "or set client_auth.allow_public_without_auth: true if you really mean it")
+                b.add(f"listen: {host} is not a loopback address and {why}; {fix}, "
+                      "or set client_auth.allow_public_without_auth: true if you really mean it")
 
 
-def _validate_topology(up: UpstreamConfig) -> None:
+def _validate_topology(up: UpstreamConfig, b: _Build) -> None:
     """What only makes sense for one mode is refused in the others, so a misplaced key is never silently unused."""
     if up.mode == "cluster" and up.db:
-        raise ConfigError(f"upstream.db: Redis Cluster has only database 0 (SELECT {up.db} fails on a cluster)")
+        b.add(f"upstream.db: Redis Cluster has only database 0 (SELECT {up.db} fails on a cluster)")
     if up.read_from not in ("primary", "replica"):
-        raise ConfigError(f"upstream.read_from: must be primary or replica, got {up.read_from!r}")
-    if up.read_from == "replica" and up.mode != "cluster":
-        raise ConfigError("upstream.read_from: replica is only for a redis-cluster:// upstream.url")
-    if up.mode != "sentinel":
+        b.add(f"upstream.read_from: must be primary or replica, got {up.read_from!r}")
+    elif up.read_from == "replica" and up.mode != "cluster" and not b.failed("upstream.url"):
+        b.add("upstream.read_from: replica is only for a redis-cluster:// upstream.url")
+    if up.mode != "sentinel" and not b.failed("upstream.url"):
         for key in ("sentinel_username", "sentinel_password", "sentinel_password_env", "sentinel_password_file"):
             if getattr(up, key) is not None:
-                raise ConfigError(f"upstream.{key}: only for a redis-sentinel:// upstream.url")
+                b.add(f"upstream.{key}: only for a redis-sentinel:// upstream.url")
 
 
-def _validate_listen_tls(tls: ListenTLSConfig) -> None:
+def _validate_listen_tls(tls: ListenTLSConfig, b: _Build) -> None:
     if not (tls.cert_file or tls.key_file or tls.ca_file or tls.require_client_cert):
         return
     if not (tls.cert_file and tls.key_file):
-        raise ConfigError("tls: cert_file and key_file are both needed to serve clients over TLS")
+        b.add("tls: cert_file and key_file are both needed to serve clients over TLS")
+        return
     if tls.require_client_cert and not tls.ca_file:
-        raise ConfigError("tls.require_client_cert: needs tls.ca_file, the CA that signs the client certificates")
-    for key in ("ca_file", "cert_file", "key_file"):
-        value = getattr(tls, key)
-        if value and not os.path.exists(value):
-            raise ConfigError(f"tls.{key}: {value} does not exist")
-    listener_ssl_context(tls)  # a bad certificate, key or CA is refused now, not at the first client
+        b.add("tls.require_client_cert: needs tls.ca_file, the CA that signs the client certificates")
+    missing = [key for key in ("ca_file", "cert_file", "key_file")
+               if getattr(tls, key) and not os.path.exists(getattr(tls, key))]
+    for key in missing:
+        b.add(f"tls.{key}: {getattr(tls, key)} does not exist")
+    if not missing:
+        with b.collect():
+            listener_ssl_context(tls)  # a bad certificate, key or CA is refused now, not at the first client
 
 
-def listener_ssl_context(tls: ListenTLSConfig):
+def listener_ssl_context(tls: ListenTLSConfig) -> ssl.SSLContext | None:
     """The server-side SSLContext for the client listeners, or None when tls.cert_file is not set."""
     import ssl
 
@@ -530,30 +731,22 @@ def listener_ssl_context(tls: ListenTLSConfig):
     return ctx
 
 
-def _validate_ops(cfg: Config) -> None:
+def _validate_ops(cfg: Config, b: _Build, mode_known: bool) -> None:
     """The operating keys: metrics endpoint, workers, and who may use the SIDECAR admin commands."""
     if cfg.metrics.listen is not None:
-        metrics_address(cfg.metrics.listen)
+        with b.collect():
+            metrics_address(cfg.metrics.listen)
     if cfg.metrics.latency_sample < 0:
-        raise ConfigError(f"metrics.latency_sample: must be >= 0, got {cfg.metrics.latency_sample}")
+        b.add(f"metrics.latency_sample: must be >= 0, got {cfg.metrics.latency_sample}")
     if not 1 <= cfg.workers <= 64:
-        raise ConfigError(f"workers: must be between 1 and 64, got {cfg.workers}")
+        b.add(f"workers: must be between 1 and 64, got {cfg.workers}")
     if cfg.workers > 1 and cfg.unix_socket:
-        raise ConfigError("workers: several workers cannot share unix_socket; listen on TCP or use workers: 1")
-    if cfg.client_auth.mode != "password":
+        b.add("workers: several workers cannot share unix_socket; listen on TCP or use workers: 1")
+    if mode_known and cfg.client_auth.mode != "password" and not b.failed("client_auth.users"):
         for i, user in enumerate(cfg.client_auth.users):
             if not user.admin:
-                raise ConfigError(
-                    f"client_auth.users[{i}].admin: in {cfg.client_auth.mode} mode this list only holds the "
-                    "sidecar's admin users (SIDECAR commands); set admin: true or remove the user")
-
-
-def metrics_address(text: str) -> tuple[str, int]:
-    """``metrics.listen`` as (host, port): ``PORT`` alone means loopback, as does the default everywhere."""
-    text = str(text)
-    if text.isdigit():
-        text = f"127.0.0.1:{text}"
-    return parse_hostport(text, "metrics.listen")
+                b.add(f"client_auth.users[{i}].admin: in {cfg.client_auth.mode} mode this list only holds the "
+                      "sidecar's admin users (SIDECAR commands); set admin: true or remove the user")
 
 
 def _is_loopback(host: str) -> bool:

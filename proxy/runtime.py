@@ -9,6 +9,7 @@ connections once its in-flight commands are answered.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from .access.permissions import Permissions
 from .cluster.nodes import ClusterUpstream
 from .commands.table import CommandTable
 from .config import Config
+from .services.batch import EndOfTurn
 from .services.pubsub import Hub
 from .services.registry import ClientRegistry
 from .services.shards import ShardHubs
@@ -93,6 +95,7 @@ class Runtime:
     def rehome(self, manager: UpstreamManager) -> None:
         """The cluster's home node moved (its node failed or was demoted): keyless commands, the pub/sub hub and
         credential checks follow it."""
+        manager.client_fields = manager.client_fields or self.manager.client_fields
         self.manager = self.control.manager = self.hub.manager = manager
 
     def routable(self) -> bool:
@@ -111,26 +114,41 @@ class Runtime:
             raise UpstreamError(f"ERR the cluster's layout is not known yet ({why or 'no seed answered'}; waited "
                                 f"{timeout:g}s, upstream.reply_timeout)") from None
 
-    async def learn_commands(self) -> None:
-        """Classify commands by the server's own COMMAND flags from now on (a module's commands included); until
-        the server answers, the static table routes. Tried again while the upstream cannot be reached."""
+    async def learn_upstream(self) -> None:
+        """Learn what the server says about itself, once it answers (tried again while it cannot be reached):
+        its commands' flags (COMMAND: the table classifies by them from now on, a module's commands included),
+        its largest argument (``proto-max-bulk-len``: a bigger one is refused here, as the server would, instead
+        of costing a shared connection), and its CLIENT INFO fields (the sidecar's CLIENT LIST has the same)."""
         delay = 0.5
         while True:
             try:
                 conn = self.manager.shared_conn(self.default_key)
-                waiter = Waiter(self.loop)
-                conn.send(encode_command([b"COMMAND"]), waiter)
-                frame = await waiter.future
+                replies = [Waiter(self.loop) for _ in range(3)]
+                for waiter, args in zip(replies, ([b"COMMAND"], [b"CONFIG", b"GET", b"proto-max-bulk-len"],
+                                                  [b"CLIENT", b"INFO"])):
+                    conn.send(encode_command(args), waiter)
+                command, limit, client = [await w.future for w in replies]
             except UpstreamError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if frame[:1] != b"-":  # (refused to the sidecar's login: the static table stays)
-                reader = hiredis.Reader()
-                reader.feed(frame)
-                self.table = self.table.learn(reader.gets())
-            self.learned.set()
-            return
+            break
+        reader = hiredis.Reader()
+        if command[:1] != b"-":  # (not allowed to the sidecar's login: the static table stays)
+            reader.feed(command)
+            self.table = self.table.learn(reader.gets())
+        if limit[:1] in (b"*", b"%"):
+            reader.feed(limit)
+            pairs = reader.gets()
+            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
+            if values and int(values[0]) < self.limits.max_bulk_len:
+                self.limits = dataclasses.replace(self.limits, max_bulk_len=int(values[0]))
+        if client[:1] in (b"$", b"="):
+            reader.feed(client)
+            text = reader.gets()
+            self.manager.client_fields = tuple(
+                tuple(field.split("=", 1)) for field in (text.decode() if isinstance(text, bytes) else text).split())
+        self.learned.set()
 
     @classmethod
     def build(cls, cfg: Config, loop: asyncio.AbstractEventLoop, previous: Runtime | None = None) -> Runtime:
@@ -164,7 +182,7 @@ class Runtime:
         else:
             manager.on_credential_lost = credential_lost
         sampler = previous.sampler if previous else Sampler(cfg.metrics.latency_sample)
-        sampler.every = cfg.metrics.latency_sample
+        sampler.every = cfg.metrics.latency_sample if cfg.metrics.listen else 0  # (nobody reads them otherwise)
         specs = previous.table.specs if previous is not None and same_target else None
         rt = cls(cfg=cfg, loop=loop, table=CommandTable.for_config(cfg.commands, specs), manager=manager,
                  control=control,
@@ -193,6 +211,8 @@ class OutputBudget:
         self.holders: dict[object, int] = {}
 
     def report(self, holder: object, size: int) -> None:
+        if not size and holder not in self.holders:
+            return  # the common case: a client that holds nothing and held nothing
         before = self.holders.get(holder, 0)
         if size:
             self.holders[holder] = size
@@ -205,9 +225,11 @@ class OutputBudget:
 
 
 class RuntimeHandle:
-    """What a session holds: the runtime in force, swapped whole by a reload."""
+    """What a session holds: the runtime in force, swapped whole by a reload, and the end-of-turn batch its
+    writes join."""
 
-    __slots__ = ("current",)
+    __slots__ = ("current", "end_of_turn")
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self.end_of_turn = EndOfTurn(runtime.loop)

@@ -83,7 +83,7 @@ class Server:
                  "" if up.mode == "standalone" else f"{up.mode} ", "rediss://" if up.tls.enabled else "",
                  rt.manager.address, rt.manager.login.user, up.db, cfg.pool.size, cfg.client_auth.mode)
         rt.start_upstream()
-        self._tasks.append(self.loop.create_task(rt.learn_commands()))
+        self._tasks.append(self.loop.create_task(rt.learn_upstream()))
         self._tasks.append(self.loop.create_task(self._summaries()))
         self.listening = True
         if self.worker_socket:

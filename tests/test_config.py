@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def test_password_from_env_and_file(tmp_path):
     assert cfg.upstream.password == "from-file"
     cfg = load_yaml(tmp_path, "upstream:\n  url: redis://h:1/0\n  password_env: PW\n", environ={"PW": "from-env"})
     assert cfg.upstream.password == "from-env"
-    with pytest.raises(ConfigError, match="upstream.password_env: environment variable NOPE is not set"):
+    with pytest.raises(ConfigError, match=r"upstream\.password_env: environment variable NOPE is not set"):
         load_yaml(tmp_path, "upstream:\n  password_env: NOPE\n")
 
 
@@ -60,7 +61,8 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path):
     ("client_auth:\n  mode: password\n", "client_auth.users: password mode needs at least one user"),
     ("client_auth:\n  users:\n    - name: a\n", "client_auth.users[0].password: every sidecar user needs a password"),
     ("upstream:\n  url: http://x\n", "upstream.url: scheme must be"),
-    ("upstream:\n  tls:\n    ca_file: /nonexistent/ca.pem\n", "upstream.tls.ca_file: /nonexistent/ca.pem does not exist"),
+    ("upstream:\n  tls:\n    ca_file: /nonexistent/ca.pem\n",
+     "upstream.tls.ca_file: /nonexistent/ca.pem does not exist"),
     ("listen: 0.0.0.0:6380\nclient_auth:\n  mode: none\n", "is not a loopback address and client_auth.mode is none"),
     ("- a\n", "the top level must be a mapping"),
     ("upstream:\n  url: redis://h:1/0\n  port: 7000\n", "upstream.port: set it in upstream.url"),
@@ -157,3 +159,192 @@ def test_sidecar_config_shows_a_cluster_url_without_its_password():
     shown = redacted(cfg.upstream)
     assert shown["url"] == "redis-sentinel://:(hidden)@s1:26379,s2:26379#m"
     assert (shown["password"], shown["sentinel_password"]) == ("(set)", "(set)")
+
+
+# -- strings stay strings; secrets are never echoed ----------------------------------------------------------------
+
+def env_load(**variables):
+    return config.load(None, None, {f"REDIS_SIDECAR_{k}": v for k, v in variables.items()})
+
+
+@pytest.mark.parametrize("text", ["0123", "yes", "1e3", "null", "on", "~", "12:30", " spaced "])
+def test_environment_strings_are_kept_exactly(text):
+    cfg = env_load(UPSTREAM__PASSWORD=text, UPSTREAM__USERNAME=text, UPSTREAM__TLS__SERVER_NAME=text)
+    assert (cfg.upstream.password, cfg.upstream.username, cfg.upstream.tls.server_name) == (text, text, text)
+
+
+def test_environment_numbers_booleans_and_lists_follow_the_key_type():
+    cfg = env_load(POOL__SIZE="8", UPSTREAM__CONNECT_TIMEOUT="1e0", UPSTREAM__TLS__VERIFY="no",
+                   CLIENT_AUTH__PROTECT_UPSTREAM_LOGIN="off", LISTEN="6390, [::1]:6391", METRICS__LISTEN="9121",
+                   COMMANDS__DENY="FLUSHALL, keys", UPSTREAM="redis://:pw@h:1/0", UPSTREAM__USERNAME="")
+    assert (cfg.pool.size, cfg.upstream.connect_timeout, cfg.upstream.tls.verify) == (8, 1.0, False)
+    assert cfg.client_auth.protect_upstream_login is False
+    assert cfg.listen_addresses() == [("127.0.0.1", 6390), ("::1", 6391)]
+    assert config.metrics_address(cfg.metrics.listen) == ("127.0.0.1", 9121)
+    assert cfg.commands.deny == ("FLUSHALL", "keys")
+    assert cfg.upstream.username is None  # empty unsets an optional key
+    assert env_load(UPSTREAM__TLS="true").upstream.tls.enabled
+
+
+@pytest.mark.parametrize("variables,message", [
+    ({"POOL__SIZE": "eight"}, "pool.size: expected an integer, got 'eight'"),
+    ({"POOL__SIZE": "8.0"}, "pool.size: expected an integer, got '8.0'"),
+    ({"UPSTREAM__CONNECT_TIMEOUT": "soon"}, "upstream.connect_timeout: expected a number, got 'soon'"),
+    ({"UPSTREAM__CONNECT_TIMEOUT": "nan"}, "upstream.connect_timeout: expected a finite number"),
+    ({"UPSTREAM__TLS__VERIFY": "maybe"}, "upstream.tls.verify: expected true or false (or yes/no, on/off, 1/0)"),
+    ({"LOG__LEVEL": ""}, "log.level: must be debug, info, warning or error, got ''"),
+    ({"CLIENT_AUTH__USERS": "ops"}, "client_auth.users: expected a list of users"),
+    ({"LOG__LEVEL__MORE": "x"}, "log.level: expected a string, got a mapping"),
+])
+def test_environment_values_of_the_wrong_type_are_refused_clearly(variables, message):
+    with pytest.raises(ConfigError) as info:
+        env_load(**variables)
+    assert message in str(info.value)
+
+
+def test_other_sidecar_variables_are_not_config_keys():
+    assert env_load(NO_EXTENSIONS="1", WORKERS="4").workers == 1
+
+
+@pytest.mark.parametrize("line,message", [
+    ("  password: 0123", "upstream.password: expected a string, got an integer (put it in quotes"),
+    ("  password: yes", "upstream.password: expected a string, got a boolean (put it in quotes"),
+    ("  password: 2024-01-01", "upstream.password: expected a string, got a date"),
+    ("  password: [a, b]", "upstream.password: expected a string, got a list"),
+    ("  username: 0123", "upstream.username: expected a string, got an integer 83 (put it in quotes"),
+    ("  username: no", "upstream.username: expected a string, got a boolean false"),
+])
+def test_yaml_numbers_and_booleans_are_refused_where_a_string_belongs(tmp_path, line, message):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, f"upstream:\n  url: redis://h:1/0\n{line}\n")
+    assert message in str(info.value)
+    quoted = line.replace(": ", ': "', 1) + '"'
+    if "[" not in line:
+        cfg = load_yaml(tmp_path, f"upstream:\n  url: redis://h:1/0\n{quoted}\n")
+        assert line.split(": ", 1)[1] in (cfg.upstream.password, cfg.upstream.username)
+
+
+SECRET_PIECES = ("Zq7", "k9w")  # of the secret Zq7Xk9w: an error never shows it, nor a piece of it
+
+
+@pytest.mark.parametrize("text,environ", [
+    ("upstream:\n  password: [Zq7Xk9w]\n", {}),
+    ("upstream:\n  sentinel_password: {Zq7Xk9w: 1}\n", {}),
+    ("upstream:\n  password_env: [Zq7Xk9w]\n", {}),
+    ("upstream: redis://:Zq7Xk9w@h:1/0\n", {}),
+    ("upstream:\n  url: [redis://:Zq7Xk9w@h:1/0]\n", {}),
+    ("upstream:\n  url: redis://:Zq7/Xk9w@h:1/0\n", {}),
+    ("upstream:\n  url: redis://:Zq7?Xk9w@h:1/0\n", {}),
+    ("upstream:\n  url: redis://:Zq7#Xk9w@h:1/0\n", {}),
+    ("upstream:\n  url: redis-cluster://:Zq7/Xk9w@a:1,b:2\n", {}),
+    ("upstream:\n  url: redis-cluster://:Zq7?Xk9w@a:1,b:2\n", {}),
+    ("upstream:\n  url: redis-sentinel://:Zq7#Xk9w@a:1#m\n", {}),
+    ("upstream:\n  url: unix://:Zq7/Xk9w@/run/redis.sock\n", {}),
+    ("upstream:\n  url: redis://:Zq7[X]k9w@h:1/0\n", {}),
+    ("upstream:\n  url: redis://:Zq7Xk9w@h:port/0\n", {}),
+    ('upstream:\n  password: "Zq7\\Xk9w"\n', {}),
+    ('upstream:\n  password: "Zq7Xk9w\n', {}),
+    ("client_auth:\n  users:\n    - ops:Zq7Xk9w\n", {}),
+    ("client_auth:\n  users:\n    - {name: ops, password: [Zq7Xk9w]}\n", {}),
+    ("", {"REDIS_SIDECAR_UPSTREAM": "redis://:Zq7/Xk9w@h:1/0"}),
+    ("", {"REDIS_SIDECAR_UPSTREAM__SENTINEL_PASSWORD": "Zq7Xk9w"}),  # (only for sentinel urls)
+])
+def test_errors_about_secrets_never_show_them(tmp_path, text, environ):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, text, environ=environ)
+    shown = str(info.value)
+    for piece in SECRET_PIECES:
+        assert piece not in shown, shown
+
+
+# -- listen addresses ------------------------------------------------------------------------------------------------
+
+def test_a_bare_port_listens_on_loopback(tmp_path):
+    assert config.load(None, {"listen": ["6390"]}, {}).listen_addresses() == [("127.0.0.1", 6390)]
+    cfg = load_yaml(tmp_path, "listen: 6390\nmetrics:\n  listen: 9121\n")
+    assert cfg.listen_addresses() == [("127.0.0.1", 6390)]
+    assert config.metrics_address(cfg.metrics.listen) == ("127.0.0.1", 9121)
+    cfg = load_yaml(tmp_path, "listen: [6390, '[::1]:6391']\n")
+    assert cfg.listen_addresses() == [("127.0.0.1", 6390), ("::1", 6391)]
+    with pytest.raises(ConfigError, match="listen: port out of range in '70000'"):
+        config.load(None, {"listen": ["70000"]}, {})
+
+
+# -- every mistake at once -------------------------------------------------------------------------------------------
+
+MANY_MISTAKES = """\
+listen: [6390, nowhere]
+upstream:
+  url: redis://h:1/0
+  port: 7000
+  password: 0123
+pool:
+  sise: 3
+  size: 0
+client_auth:
+  mode: maybe
+  users:
+    - {name: ops, password_env: NOPE, admin: true}
+    - {password: x}
+log:
+  format: xml
+"""
+
+
+def test_several_mistakes_are_reported_together_each_with_its_key(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_yaml(tmp_path, MANY_MISTAKES)
+    problems = info.value.problems
+    expected = ["upstream.port: set it in upstream.url", "upstream.password: expected a string",
+                "pool.sise: unknown key (did you mean size?)", "client_auth.users[0].password_env: environment",
+                "client_auth.users[1].name: required", "listen: expected HOST:PORT or PORT, got 'nowhere'",
+                "client_auth.mode: must be none, password or passthrough", "log.format: must be text",
+                "pool.size: must be > 0, got 0"]
+    for start in expected:
+        assert sum(p.startswith(start) for p in problems) == 1, (start, problems)
+    assert len(problems) == len(expected), problems  # nothing repeated, no noise from checks built on bad keys
+    assert str(info.value) == "\n".join(problems)
+
+
+def test_the_command_line_lists_every_mistake_and_exits_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(MANY_MISTAKES)
+    done = subprocess.run([sys.executable, "-m", "proxy", "--config", str(path), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == "redis-sidecar: 9 configuration errors:"
+    assert all(line.startswith("  ") and ": " in line for line in lines[1:]) and len(lines) == 10
+    assert done.stdout == ""
+
+
+# -- --check says what the sidecar will use ----------------------------------------------------------------------
+
+def check_output(*flags, env=None):
+    return subprocess.run([sys.executable, "-m", "proxy", *flags, "--check"], capture_output=True, text=True,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("REDIS_SIDECAR_")},
+                               **(env or {})})
+
+
+def test_check_prints_the_effective_upstream_login_listen_and_auth_without_passwords():
+    done = check_output("--listen", "6390", "--listen", "[::1]:6391", "--metrics", "9121",
+                        env={"REDIS_SIDECAR_UPSTREAM": "rediss://app:Zq7Xk9w@db.internal:6390/2"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.splitlines()[0] == "configuration OK"
+    assert "upstream:       db.internal:6390 (standalone, db 2, TLS on)" in out
+    assert "login:          user 'app', password set" in out
+    assert "listen:         127.0.0.1:6390, [::1]:6391" in out
+    assert "client auth:    passthrough" in out and "metrics:        127.0.0.1:9121" in out
+    assert "Zq7Xk9w" not in out
+    cluster = check_output(env={"REDIS_SIDECAR_UPSTREAM": "redis-sentinel://s1,s2:5000/1#orders",
+                                "PW": "Zq7Xk9w", "REDIS_SIDECAR_UPSTREAM__PASSWORD_ENV": "PW"}).stdout
+    assert "master 'orders' via sentinels s1:26379, s2:5000 (sentinel, db 1, TLS off)" in cluster
+    assert "password set (from environment variable PW)" in cluster
+    assert "sentinel login: user 'default', no password (no AUTH)" in cluster
+    assert "Zq7Xk9w" not in cluster
+
+
+def test_connect_goes_with_check():
+    done = subprocess.run([sys.executable, "-m", "proxy", "--connect"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--connect goes with --check" in done.stderr

@@ -79,14 +79,19 @@ def test_lost_upstream_fails_in_flight_commands_then_recovers(own_upstream):
 
 
 def test_slow_upstream_gets_a_timeout_error_not_a_hang(own_upstream):
-    cfg = sidecar_config(own_upstream, upstream={"url": own_upstream.url(), "reply_timeout": 1.0})
+    """A server that stops answering altogether (a fresh connection's PING gets nothing either): commands waiting
+    past upstream.reply_timeout get a clear error, long before the server comes back."""
+    cfg = sidecar_config(own_upstream, upstream={"url": own_upstream.url(), "reply_timeout": 1.0,
+                                                 "connect_timeout": 0.5})
     with SidecarProcess(config=cfg) as sidecar:
         client = redis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD, socket_timeout=10)
         assert client.ping()
         client.get("warm")
-        stalled = stall_upstream(own_upstream, 3)
+        stalled = stall_upstream(own_upstream, 5)
+        started = time.monotonic()
         with pytest.raises(redis.exceptions.ResponseError, match=r"upstream.reply_timeout \(1s\)"):
             client.get("k")
+        assert time.monotonic() - started < 4, "the error came only when the server answered again"
         stalled.join(10)
         assert client.set("k", "after the stall")
 

@@ -520,6 +520,7 @@ class LocalHarness:
         self.loop = new_event_loop()
         self.server = Server(cfg, self.loop)
         rt = self.server.handle.current
+        rt.manager.info_known.set_result(None)  # no upstream here: HELLO answers with what the sidecar knows
         for label in PROBES:  # the sidecar's login may run every local command: nothing to ask an upstream here
             rt.permissions._known[(rt.manager.login, label)] = (None, float("inf"))
         self.session = None

@@ -26,7 +26,8 @@ def check(env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_example_config_passes_check():
     ok = check({"REDIS_PASSWORD": "from-env", "SIDECAR_OPS_PASSWORD": "ops-from-env"})
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip() == "configuration OK"
+    assert ok.stdout.splitlines()[0] == "configuration OK"
+    assert "from-env" not in ok.stdout  # passwords are said to be set, never shown
     missing = check({"REDIS_PASSWORD": None, "SIDECAR_OPS_PASSWORD": "x"})
     assert missing.returncode == 2
     assert "upstream.password_env: environment variable REDIS_PASSWORD is not set" in missing.stderr

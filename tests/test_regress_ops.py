@@ -34,11 +34,10 @@ def test_leases_abandoned_while_connecting_are_not_connect_failures(own_upstream
         clients = [proxied(sidecar, timeout=10) for _ in range(5)]
         for c in clients:
             c.send(encode_command([b"BLPOP", unique("ops:abandoned").encode(), b"0"]))
-        wait_until(lambda: metric(mport, "upstream_connections", purpose="lease", state="connecting") >= 1,
-                   "no lease was opening")
+        wait_until(lambda: metric(mport, "upstream_connections", state="connecting") >= 1, "no lease was opening")
         for c in clients:
             c.close()
-        wait_until(lambda: metric(mport, "upstream_connections", purpose="lease", state="connecting") == 0
+        wait_until(lambda: metric(mport, "upstream_connections", state="connecting") == 0
                    and metric(mport, "leases_in_use") == 0, "the abandoned leases never went away", timeout=10)
         assert metric(mport, "upstream_errors_total", kind="connect_failure") == 0
 

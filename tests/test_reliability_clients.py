@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+
 from conftest import ACL_USER, UPSTREAM_PASSWORD, busy_connections, sidecar_connections, stall_upstream, wait_until
 from proxy import config
 from harness.servers import free_port
@@ -357,3 +358,29 @@ def test_a_client_flooding_pipelined_requests_is_back_pressured(own_upstream):
         flood.close()
     print(f"flooding client: {sent / 1e6:.1f} MB sent in 1.5 s against a stalled upstream, at most "
           f"{peak['waiting']} commands held (max_pipeline {max_pipeline})")
+
+
+def test_all_clients_together_are_bounded_by_total_output_buffer(upstream):
+    """issue 10.8: replies queued for every client together stay under limits.total_output_buffer: past it, the
+    client holding the most (one that asks for far more than it reads) is cut off, and another that stays within
+    its share gets every reply."""
+    value = b"x" * 64 * 1024
+    upstream.client().set("tob:big", value)
+    request = b"*2\r\n$3\r\nGET\r\n$7\r\ntob:big\r\n"
+    with InProcessSidecar(upstream, limits={"total_output_buffer": 4 * 1024 * 1024}) as sc:
+        hog = connect(sc.port)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.sendall(request * 400)  # 25 MB of replies it never reads
+        wait_until(lambda: sc.inspect(lambda server: server.handle.current.stats.output_overflows) >= 1,
+                   "the client holding the most was never cut off")
+        with RawClient(sc.port) as fine:  # a client within its share is served in full meanwhile and after
+            fine.call(AUTH)
+            fine.send(request * 20)
+            assert [fine.read_reply() for _ in range(20)] == [b"$%d\r\n%s\r\n" % (len(value), value)] * 20
+        hog.settimeout(10)
+        try:  # what the kernel already held for it, then the end: it was closed
+            while hog.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        assert sc.inspect(lambda server: server.handle.current.output.total) < 4 * 1024 * 1024

@@ -77,12 +77,15 @@ class Authenticator:
         self._salt = os.urandom(32)
         self._users = {u.name: (self._digest(u.name, u.password or ""), u.admin) for u in cfg.users}
         self._filler = self._digest("", "")  # compared against for unknown names: timing reveals nothing
-        self._verified: dict[str, tuple[bytes, float]] = {}  # user -> (salted digest, expiry)
+        # user -> (salted digest, expiry, the identity it gives: made once, not per AUTH)
+        self._verified: dict[str, tuple[bytes, float, Identity]] = {}
         self._anonymous: tuple[bool, float] = (False, 0.0)  # (let in, until when that answer is trusted)
         self.limit = RateLimit(failures_per_minute)
 
     def _digest(self, user: str, password: str) -> bytes:
-        return hmac.new(self._salt, f"{user}\0{password}".encode(errors="surrogateescape"), hashlib.sha256).digest()
+        # a keyed BLAKE2b is a MAC as HMAC-SHA256 is, at a third of the cost on the connect-per-request path
+        return hashlib.blake2b(f"{user}\0{password}".encode(errors="surrogateescape"), key=self._salt,
+                               digest_size=32).digest()
 
     # -- who a client is before any AUTH ----------------------------------------------------------------------------
     def initial(self) -> Identity | None:
@@ -126,7 +129,7 @@ class Authenticator:
             return Identity(user, None, guarded=True)
         cached = self._verified.get(user)
         if cached and cached[1] > time.monotonic() and hmac.compare_digest(cached[0], self._digest(user, password)):
-            return self._passthrough(username, password)
+            return cached[2]
         return None
 
     async def check_upstream(self, args: list[bytes]) -> Identity | bytes:
@@ -138,9 +141,11 @@ class Authenticator:
         username = args[0].decode(errors="surrogateescape") if len(args) == 2 else None
         password = args[-1].decode(errors="surrogateescape")
         user = username or "default"
+        identity = self._passthrough(username, password)
         if self.cfg.passthrough_ttl > 0:
-            self._verified[user] = (self._digest(user, password), time.monotonic() + self.cfg.passthrough_ttl)
-        return self._passthrough(username, password)
+            self._verified[user] = (self._digest(user, password), time.monotonic() + self.cfg.passthrough_ttl,
+                                    identity)
+        return identity
 
     def _passthrough(self, username: str | None, password: str) -> Identity:
         cred = Credential(username, password)

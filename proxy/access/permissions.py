@@ -18,7 +18,7 @@ from ..upstream.credentials import Credential
 
 # label -> a form of the command that is harmless to run on a throwaway connection (a probe never acts on clients)
 PROBES: dict[bytes, list[bytes]] = {
-    b"echo": [b"ECHO", b"probe"], b"select": [b"SELECT", b"0"], b"info": [b"INFO", b"server"],
+    b"select": [b"SELECT", b"0"], b"info": [b"INFO", b"server"],
     b"client|list": [b"CLIENT", b"LIST", b"ID", b"0"], b"client|info": [b"CLIENT", b"INFO"],
     b"client|id": [b"CLIENT", b"ID"], b"client|getname": [b"CLIENT", b"GETNAME"],
     b"client|setname": [b"CLIENT", b"SETNAME", b"probe"],

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 class SessionBase:
     __slots__ = (
-        "handle", "id", "parser", "transport", "addr", "laddr", "created", "last_active", "last_command",
+        "handle", "id", "parser", "transport", "_addr", "_laddr", "created", "last_active", "last_command",
         "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
         "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
         "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
-        "writing_paused", "received", "cluster", "__weakref__")
+        "writing_paused", "received", "net_in", "net_out", "cmds", "flush_pending", "cluster", "__weakref__")
 
     def __init__(self, handle: RuntimeHandle) -> None:
         rt = handle.current
@@ -40,7 +40,8 @@ class SessionBase:
         self.id = rt.registry.next_id()
         self.parser = resp.RequestParser(rt.limits)
         self.transport: asyncio.Transport | None = None
-        self.addr = self.laddr = ""
+        self._addr: str | None = None  # worked out when first needed (CLIENT LIST, logs, a failed AUTH)
+        self._laddr: str | None = None
         self.created = self.last_active = time.monotonic()
         self.last_command: list[bytes] = [b"NULL"]
         self.identity: Identity | None = rt.auth.initial()
@@ -66,9 +67,11 @@ class SessionBase:
         self.slots: deque[Slot] = deque()
         self.out: list[bytes] = []
         self.out_size = 0
+        self.flush_pending = False
         self.closing = self.closed = False
         self.reading_paused = self.writing_paused = False
         self.received = 0.0
+        self.net_in = self.net_out = self.cmds = 0  # CLIENT LIST's tot-net-in, tot-net-out, tot-cmds
         self.cluster: ClusterState | None = None  # what a cluster upstream needs to know about this client
 
     # -- derived state ------------------------------------------------------------------------------------------------
@@ -78,8 +81,16 @@ class SessionBase:
         return self.reply_mode is ReplyMode.OFF or self.skipping
 
     @property
-    def reply_off(self) -> bool:
-        return self.reply_mode is ReplyMode.OFF
+    def addr(self) -> str:
+        if self._addr is None:
+            self._addr = _fmt_addr(self.transport.get_extra_info("peername") if self.transport else None)
+        return self._addr
+
+    @property
+    def laddr(self) -> str:
+        if self._laddr is None:
+            self._laddr = _fmt_addr(self.transport.get_extra_info("sockname") if self.transport else None)
+        return self._laddr
 
     @property
     def subscribed(self) -> bool:
@@ -132,3 +143,10 @@ class SessionBase:
     def maybe_resume_reading(self) -> None:
         """Read from the client again if it is below its limits (``Session``)."""
         raise NotImplementedError
+
+
+def _fmt_addr(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr or "")

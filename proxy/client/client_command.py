@@ -36,7 +36,25 @@ def _wrong(sub: str) -> bytes:
 # -- what a client is -------------------------------------------------------------------------------------------------
 
 def info_fields(s: Session) -> dict[str, object]:
-    """CLIENT LIST / CLIENT INFO fields, named and ordered as Redis 7.0 has them, for this client of the sidecar."""
+    """CLIENT LIST / CLIENT INFO fields for this client of the sidecar, named and ordered as the upstream's own
+    CLIENT INFO has them (learned at start; Redis 7.0's until then). A field the sidecar has no value for gets the
+    server's zero; lib-name and lib-ver, which Redis 7.0 lacks, come last (CLIENT SETINFO is answered as 7.2 does)."""
+    ours = _own_fields(s)
+    server = s.handle.current.manager.client_fields or REDIS_70_FIELDS
+    out: dict[str, object] = {}
+    for name, sample in server:
+        out[name] = ours[name] if name in ours else ("0" if sample.lstrip("-").isdigit() else "")
+    for name in ("lib-name", "lib-ver"):
+        out.setdefault(name, ours[name])
+    return out
+
+
+REDIS_70_FIELDS: tuple[tuple[str, str], ...] = tuple((name, "0") for name in (
+    "id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem rbs rbp obl oll "
+    "omem tot-mem events cmd user redir resp").split())
+
+
+def _own_fields(s: Session) -> dict[str, object]:
     now = time.monotonic()
     subs = s.subs
     flags = "".join(f for f, on in (("x", s.tx in (Tx.MULTI, Tx.MULTI_ABORTED)), ("P", s.subscribed),
@@ -56,7 +74,8 @@ def info_fields(s: Session) -> dict[str, object]:
         "obl": 0, "oll": len(s.slots), "omem": omem, "tot-mem": omem + qbuf,
         "events": "rw" if s.out or omem else "r", "cmd": s.handle.current.table.label(args).decode(errors="replace"),
         "user": s.identity.user if s.identity else "default", "redir": -1, "resp": s.proto,
-        "lib-name": s.lib_name, "lib-ver": s.lib_ver,
+        "lib-name": s.lib_name, "lib-ver": s.lib_ver, "tot-net-in": s.net_in, "tot-net-out": s.net_out,
+        "tot-cmds": s.cmds,
     }
 
 

@@ -56,31 +56,37 @@ def authenticate(s: Session, auth_args: list[bytes], then: Callable[[], bytes]) 
     rt = s.handle.current
     username = auth_args[0].decode(errors="surrogateescape") if len(auth_args) == 2 else None
     password = auth_args[-1].decode(errors="surrogateescape")
-    user, host = username or "default", s.addr.rpartition(":")[0]
+    user = username or "default"
     result = rt.auth.check_local(username, password)
-    if not isinstance(result, Identity) and rt.auth.limited(host, user):
+    if not isinstance(result, Identity) and rt.auth.limited(_host(s), user):
         # over the limit only a credential already known good passes: nothing new is tried, nothing asked upstream
         rt.stats.auth_rate_limited += 1
+        rt.stats.auth_failures += 1
         s.reply(b"-WRONGPASS too many failed AUTH attempts from this address or for this user "
                 b"(limits.auth_failures_per_minute)\r\n")
         s.close_after_replies()
         return
     if result is not None:
-        s.reply(_auth_result(s, result, then, host, user))
+        s.reply(_auth_result(s, result, then, user))
         return
     slot = s.pending_slot()
     s.suspend(Wait.AUTH, rt.auth.check_upstream(auth_args),
-              lambda outcome: slot.deliver(_auth_result(s, outcome, then, host, user)))
+              lambda outcome: slot.deliver(_auth_result(s, outcome, then, user)))
 
 
-def _auth_result(s: Session, result: object, then: Callable[[], bytes], host: str, user: str) -> bytes:
+def _host(s: Session) -> str:
+    """The client's source address, as the AUTH rate limit counts it."""
+    return s.addr.rpartition(":")[0]
+
+
+def _auth_result(s: Session, result: object, then: Callable[[], bytes], user: str) -> bytes:
     rt = s.handle.current
     if isinstance(result, Identity):
         s.set_identity(result)
         rt.stats.auth_ok += 1
         return then()
     rt.stats.auth_failures += 1
-    rt.auth.failed(host, user)
+    rt.auth.failed(_host(s), user)
     if isinstance(result, bytes):
         return result
     return resp.error(f"ERR cannot check the credential upstream: {result}")
@@ -106,6 +112,10 @@ def hello_reply(s: Session) -> bytes:
 
 
 def cmd_hello(s: Session, args: list[bytes], raw: bytes) -> None:
+    manager = s.handle.current.manager
+    if not manager.info_known.done():
+        s.suspend(Wait.SERVER, manager.server_known(), _ignore, held=(args, raw))
+        return
     ver = None
     i = 1
     valkey = s.handle.current.manager.server_info.valkey
@@ -170,8 +180,11 @@ def cmd_select(s: Session, args: list[bytes], raw: bytes) -> None:
         s.reply(wrong_args("select"))
         return
     db = resp.redis_int(args[1])
-    if db is None or not -(1 << 31) <= db < (1 << 31):
+    if db is None:
         s.reply(resp.error("ERR value is not an integer or out of range"))
+        return
+    if not -(1 << 31) <= db < (1 << 31):
+        s.reply(resp.error("ERR value is out of range, value must between -2147483648 and 2147483647"))
         return
     if not 0 <= db < s.handle.current.cfg.limits.databases:
         s.reply(resp.error("ERR DB index is out of range"))
@@ -197,10 +210,6 @@ def cmd_ping(s: Session, args: list[bytes], raw: bytes) -> None:
         s.reply(wrong_args("ping"))
     else:
         s.reply(resp.array([resp.bulk(b"pong"), resp.bulk(args[1] if len(args) == 2 else b"")]))
-
-
-def cmd_echo(s: Session, args: list[bytes], raw: bytes) -> None:
-    s.reply(resp.bulk(args[1]) if len(args) == 2 else wrong_args("echo"))
 
 
 def cmd_quit(s: Session, args: list[bytes], raw: bytes) -> None:
@@ -258,7 +267,7 @@ def cmd_sidecar(s: Session, args: list[bytes], raw: bytes) -> None:
 
 
 HANDLERS: dict[bytes, Handler] = {
-    b"auth": cmd_auth, b"hello": cmd_hello, b"select": cmd_select, b"ping": cmd_ping, b"echo": cmd_echo,
+    b"auth": cmd_auth, b"hello": cmd_hello, b"select": cmd_select, b"ping": cmd_ping,
     b"quit": cmd_quit, b"reset": cmd_reset, b"client": client_command.cmd_client, b"info": cmd_info,
     b"sidecar": cmd_sidecar,
 }

@@ -84,17 +84,18 @@ class ReplyQueue(SessionBase):
         """Queue bytes for the client; everything ready in one event-loop turn leaves in one write."""
         if self.closed:
             return
-        if not self.out:
-            self.handle.current.loop.call_soon(self._flush)
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.handle.end_of_turn.add(self._flush)
         self.out.append(data)
         self.out_size += len(data)
+        self.net_out += len(data)
         if self.out_size > 65536:  # a large turn (a reply burst for a client that may not read): check now
             self.check_output_limit()
 
     def push(self, frame: bytes) -> None:
-        """A pub/sub message or another out-of-band frame, kept behind pending replies."""
-        if self.reply_off and frame[:1] != b">":
-            return
+        """A pub/sub message or another out-of-band frame, kept behind pending replies; CLIENT REPLY OFF never
+        drops them (Redis sends them as pushes in RESP2 too)."""
         if self.slots:
             slot = Slot(self, False, False)
             slot.data = frame
@@ -103,7 +104,12 @@ class ReplyQueue(SessionBase):
             self.write(frame)
 
     def _flush(self) -> None:
+        self.flush_pending = False
         transport, out = self.transport, self.out
+        if self.inflight and self.lease is None and not self.closing and self.out_size < 16384:
+            # local replies (the handshake's +OK) ahead of shared commands sent in the same read: they leave with
+            # those replies, a moment later, in one write instead of two
+            return
         if transport is None or self.closed or not out:
             out.clear()
             self.out_size = 0

@@ -27,7 +27,7 @@ Handler = Callable[["Session", bytes, list[bytes], bytes], None]
 
 EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 # Commands the client may queue in MULTI although the sidecar answers them itself outside a transaction.
-QUEUED_UPSTREAM_IN_MULTI = frozenset({b"echo", b"info"})
+QUEUED_UPSTREAM_IN_MULTI = frozenset({b"info"})
 WAIT_CHANNEL = b"__redis-sidecar__:wait"
 
 

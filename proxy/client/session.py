@@ -25,7 +25,7 @@ from ..wire import resp
 from . import cluster_routes, routes
 from .forwarding import Forwarding
 from .output import ReplyQueue
-from .state import LeaseKind, ReplyMode, Tx, Wait
+from .state import QUEUEING, LeaseKind, ReplyMode, Tx, TxEvent, Wait, next_tx
 
 log = logging.getLogger("sidecar.client")
 
@@ -34,6 +34,11 @@ PREAUTH = frozenset({b"auth", b"hello", b"quit", b"reset"})
 SUBSCRIBED_ALLOWED = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
                                 b"sunsubscribe", b"ping", b"quit", b"reset"})
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
+# The routes whose commands the sidecar itself handles (the upstream checks the arity of everything else), and the
+# arity Redis gives those it knows before the server's COMMAND reply has been learned (negative: at least).
+CHECKED_HERE = frozenset({Route.TRANSACTION, Route.PUBSUB})
+STATIC_ARITY = {b"multi": 1, b"exec": 1, b"discard": 1, b"unwatch": 1, b"watch": -2, b"subscribe": -2,
+                b"psubscribe": -2, b"ssubscribe": -2, b"unsubscribe": -1, b"punsubscribe": -1, b"sunsubscribe": -1}
 HELD_READ_LIMIT = 1 << 20  # bytes read ahead while a command is held, before the client is paused
 
 
@@ -46,8 +51,6 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's transports are not its subclasses)
         rt = self.handle.current
-        self.addr = _fmt_addr(transport.get_extra_info("peername"))
-        self.laddr = _fmt_addr(transport.get_extra_info("sockname"))
         self.transport.set_write_buffer_limits(high=256 * 1024)
         if not rt.registry.add(self, rt.cfg.limits.max_clients):
             self.transport.write(resp.error("ERR max number of clients reached"))
@@ -62,6 +65,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         if self.closing:
             return
         self.received = time.perf_counter() if self.handle.current.sampler.every else 0.0
+        self.net_in += len(data)
         self.parser.feed(data)
         if self.wait is None:
             self.pump()
@@ -125,9 +129,10 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         if last is not None:
             self.last_command, self.last_active = last, time.monotonic()
         if fast:
+            self.cmds += fast
             stats = rt.stats
             stats.commands += fast
-            stats.by_route["shared"] = stats.by_route.get("shared", 0) + fast
+            stats.by_route[Route.SHARED] = stats.by_route.get(Route.SHARED, 0) + fast
         if len(self.slots) >= rt.cfg.limits.max_pipeline or (self.wait is not None
                                                               and parser.buffered > HELD_READ_LIMIT):
             self.pause_reading()
@@ -136,6 +141,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         rt = self.handle.current
         name = args[0].lower()
         self.last_command, self.last_active = args, time.monotonic()
+        self.cmds += 1
         rt.stats.commands += 1
         if self.skip_next:  # CLIENT REPLY SKIP: this command's replies are dropped, whatever answers them
             self.skip_next, self.skipping = False, True
@@ -143,22 +149,53 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
             if self.identity is None and name not in PREAUTH and not self.admit(args, raw):
                 return
             route = rt.table.route(args)
-            rt.stats.by_route[route.value] = rt.stats.by_route.get(route.value, 0) + 1
+            by_route = rt.stats.by_route
+            by_route[route] = by_route.get(route, 0) + 1
             identity = self.identity
             if identity is not None and identity.guarded and name in LOGIN_CONTAINERS \
                     and rt.cfg.client_auth.protect_upstream_login and login_exposure(args) is not None:
                 route = Route.REFUSED  # (the table's refusal text names the guard; in MULTI it aborts the EXEC)
             if self.proto == 2 and self.subscribed and name not in SUBSCRIBED_ALLOWED:
                 self.reply(resp.error(
-                    f"ERR Can't execute '{name.decode(errors='replace')}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
-                    "PING / QUIT / RESET are allowed in this context"))
-            elif not routes.in_transaction(self, name, args, raw, route):
+                    f"ERR Can't execute '{rt.table.label(args).decode(errors='replace')}': only (P|S)SUBSCRIBE / "
+                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+            elif (route not in CHECKED_HERE or self.arity_ok(args)) \
+                    and not routes.in_transaction(self, name, args, raw, route):
                 (routes.ROUTES if rt.cluster is None else cluster_routes.ROUTES)[route](self, name, args, raw)
         finally:
             if self.wait is not None and self.skipping and self.held is not None:
                 self.skip_next = True  # held: its reply is skipped when it runs
             self.skipping = False
             self.refresh_plain()
+
+    def arity_ok(self, args: list[bytes]) -> bool:
+        """Commands the sidecar handles itself get Redis's arity error, as the server would give it (and inside
+        MULTI that error aborts the transaction, as Redis flags it)."""
+        rt = self.handle.current
+        spec = rt.table.spec(args)
+        if spec is not None:
+            ok = spec.accepts_argc(len(args))
+        else:
+            arity = STATIC_ARITY.get(args[0].lower())
+            ok = arity is None or (len(args) == arity if arity > 0 else len(args) >= -arity)
+        if ok:
+            return True
+        error = f"wrong number of arguments for '{rt.table.label(args).decode(errors='replace')}' command"
+        if args[0].lower() == b"exec":  # Redis ends the transaction, and any WATCH, saying why
+            tx, self.tx = self.tx, next_tx(self.tx, TxEvent.END)
+            abort = resp.error(f"EXECABORT Transaction discarded because of: {error}")
+            if self.lease is not None and tx is not Tx.NONE:
+                end = [b"DISCARD" if tx in QUEUEING else b"UNWATCH"]
+                slot = self.forward_shared(end, resp.encode_command(end))
+                if slot is not None:
+                    slot.transform = lambda _: abort
+            else:
+                self.reply(abort)
+            return False
+        self.reply(resp.error(f"ERR {error}"))
+        if self.tx in QUEUEING:
+            self.tx = next_tx(self.tx, TxEvent.QUEUE_ERROR)
+        return False
 
     def admit(self, args: list[bytes], raw: bytes, refusal: bytes = NOAUTH) -> bool:
         """A command before any AUTH: in passthrough mode the upstream decides whether an unauthenticated client
@@ -206,6 +243,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
 
     def resume(self) -> None:
         self.wait = None
+        self.refresh_plain()  # (what the wait's outcome changed: a login, a lease, a failed MULTI)
         held, self.held = self.held, None
         if held is not None:
             self.dispatch(*held)
@@ -310,9 +348,3 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
         """Something is pending or open for this client (drain waits for it)."""
         return bool(self.slots or self.out or self.wait is not None or self.tx is not Tx.NONE or self.held)
 
-
-def _fmt_addr(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = addr[0]
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr or "")

@@ -18,6 +18,8 @@ class Tx(enum.Enum):
     MULTI_ABORTED = "multi_aborted"  # the sidecar refused a command at queue time: EXEC gets EXECABORT
     MULTI_FAILED = "multi_failed"    # MULTI could not get a lease: everything until EXEC/DISCARD is discarded
 
+    __hash__ = object.__hash__  # (singletons: identity hashing, in C, for the per-command membership tests)
+
 
 class TxEvent(enum.Enum):
     WATCH = "watch"
@@ -76,4 +78,6 @@ class Wait(enum.Enum):
     AUTH = "auth"              # the upstream is checking its credential
     PERMISSION = "permission"  # the upstream is asked whether its login may run a locally answered command
     CONTROL = "control"        # an out-of-band command is running
+    SUBSCRIBE = "subscribe"    # the upstream has not yet confirmed (or refused) its subscription
+    SERVER = "server"          # the upstream has not yet said what it is (HELLO answers with its name and version)
     TOPOLOGY = "topology"      # a cluster's layout (or the server's key specs) is being learned

@@ -9,12 +9,13 @@ the upstream sends for it reaches the client as it is.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from ..services.pubsub import COMMANDS, Kind, Membership
 from ..upstream.connection import UpstreamError
 from ..wire import resp
-from .state import LeaseKind
+from .state import LeaseKind, Wait
 
 if TYPE_CHECKING:
     from .session import Session
@@ -29,6 +30,8 @@ def command(s: Session, name: bytes, args: list[bytes], raw: bytes) -> None:
         return
     if s.lease_kind is LeaseKind.SESSION or (subscribing and kind is Kind.CHANNEL and INVALIDATE in args[1:]):
         _dedicated(s, kind, subscribing, args, raw)
+    elif s.inflight:
+        s.hold(Wait.DRAIN, args, raw)  # a message its PUBLISH just sent is delivered before it leaves
     elif subscribing:
         _subscribe(s, name, kind, args[1:])
     else:
@@ -66,7 +69,8 @@ def _subscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> No
     for channel in channels:
         mine[channel] = hub
         frames.append(resp.push([resp.bulk(name), resp.bulk(channel), resp.integer(subs.count(kind))], s.proto))
-    slot = s.pending_slot(push=s.proto == 3)
+    slot = s.pending_slot(push=True)
+    answered: asyncio.Future[None] = s.handle.current.loop.create_future()
 
     def confirmed(error: bytes | None) -> None:
         if error is not None:
@@ -74,12 +78,24 @@ def _subscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> No
                 if mine.get(channel) is hub:
                     del mine[channel]
             hub.remove(s, kind, added)
+            if s.subs is not None and not s.subs.active:
+                s.subs = None
         slot.deliver(error or b"".join(frames))
+        if not answered.done():
+            answered.set_result(None)
 
     try:
         hub.add(s, kind, channels, confirmed)
     except UpstreamError as exc:
         confirmed(resp.error(str(exc)))
+    if not answered.done():
+        # Whether the client is subscribed now is the upstream's answer: nothing after it runs before that (a
+        # refused SUBSCRIBE leaves a RESP2 client free to run anything, as Redis does)
+        s.suspend(Wait.SUBSCRIBE, answered, _ignore)
+
+
+def _ignore(_: object) -> None:
+    """(The confirmation is already in the client's output.)"""
 
 
 def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
@@ -97,11 +113,7 @@ def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> 
     if not targets:  # nothing to unsubscribe from: Redis still answers, with a null channel
         frames.append(resp.push([resp.bulk(name), resp.null(s.proto), resp.integer(subs.count(kind) if subs else 0)],
                                 s.proto))
-    data = b"".join(frames)
-    if s.proto == 3:
-        s.push(data)  # RESP3 confirmations are pushes: CLIENT REPLY OFF does not drop them
-    else:
-        s.reply(data)
+    s.push(b"".join(frames))  # confirmations are pushes, in RESP2 too: CLIENT REPLY OFF never drops them
     if subs is not None and not subs.active:
         s.subs = None
 

@@ -26,6 +26,10 @@ class Route(enum.Enum):
     CONTROL = "control"          # out of band, once, on a connection of its own (never queued behind a busy one)
     REFUSED = "refused"          # a clear -ERR with the reason
 
+    # members are singletons: hash by identity, in C (Enum's own __hash__ is Python code, and the router looks a
+    # class up several times per command)
+    __hash__ = object.__hash__
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -72,8 +76,9 @@ CONTAINERS: frozenset[bytes] = frozenset(n.encode() for n in _names(
 # Commands that block only when an argument is present (XREAD ... BLOCK ms ...): shared otherwise.
 BLOCKING_IF_ARG: dict[bytes, bytes] = {b"xread": b"block", b"xreadgroup": b"block"}
 
-# Their reply counts subscribers, which the hub's shared subscriptions change: never on the session's fast path.
-PUBLISH_COMMANDS: frozenset[bytes] = frozenset({b"publish", b"spublish"})
+# Their reply counts subscribers, which the hub's shared subscriptions change (PUBLISH, SPUBLISH, PUBSUB NUMSUB /
+# SHARDNUMSUB): never on the session's fast path.
+PUBLISH_COMMANDS: frozenset[bytes] = frozenset({b"publish", b"spublish", b"pubsub"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,6 @@ DEVELOPMENT, ALLOW_ONLY = "development", "allow"
 
 OVERRIDES: dict[str, Override] = _rows(
     ("auth hello select quit reset", Route.LOCAL, "the sidecar keeps each client's login, db and protocol itself"),
-    ("echo", Route.LOCAL, "answered without a round trip"),
     ("info", Route.LOCAL, "the upstream's INFO with the sidecar's own section appended"),
     ("sidecar", Route.LOCAL, "the sidecar's admin commands"),
     ("client|setname client|getname client|id client|setinfo client|info client|list client|reply "

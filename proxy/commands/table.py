@@ -167,6 +167,10 @@ class CommandTable:
             if key in self._denied:
                 return f"ERR '{key.replace('|', ' ').upper()}' is disabled by the sidecar's configuration " \
                        "(commands.deny)"
+        if name in EXPLICIT_CONTAINERS and full != name and full not in OVERRIDES:
+            spec = self._specs.get(name.encode()) if self._specs is not None else None
+            if spec is None or full.partition("|")[2] not in spec.subcommands:  # the server does not know it either
+                return f"ERR unknown subcommand '{args[1].decode(errors='replace')[:128]}'. Try {name.upper()} HELP."
         for key in (full, name):
             override = OVERRIDES.get(key) or (EXPLICIT_CONTAINERS.get(key) if key != full else None)
             if override is not None and override.route is Route.REFUSED:

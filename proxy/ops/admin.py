@@ -79,7 +79,7 @@ def info_fields_of(view: SidecarView) -> dict[str, object]:
         "total_connections_received": registry.accepted,
         "rejected_connections": registry.rejected,
         "total_commands_processed": st.commands,
-        **{f"commands_{route}": n for route, n in sorted(st.by_route.items())},
+        **{f"commands_{route.value}": n for route, n in sorted(st.by_route.items(), key=lambda i: i[0].value)},
         "round_trips_saved": sum(st.local.values()),
         "auth_failures": st.auth_failures,
         "upstream_connections": sum(snap.by_state.values()),

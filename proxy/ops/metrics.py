@@ -53,8 +53,8 @@ class SidecarCollector:
         yield counter("clients_rejected", "Client connections refused at limits.max_clients.", registry.rejected)
         yield counter("commands", "Commands received from clients, all routes.", st.commands)
         routes = CounterMetricFamily(PREFIX + "commands_routed", "Commands by routing class.", labels=["route"])
-        for route, value in sorted(st.by_route.items()):
-            routes.add_metric([route], value)
+        for route, value in sorted(st.by_route.items(), key=lambda item: item[0].value):
+            routes.add_metric([route.value], value)
         yield routes
         local = CounterMetricFamily(
             PREFIX + "local_commands",

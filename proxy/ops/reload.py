@@ -89,7 +89,7 @@ def switch_upstream(handle: RuntimeHandle, rt: Runtime, why: str) -> None:
     old_rt = handle.current
     handle.current = rt
     rt.start_upstream()
-    old_rt.loop.create_task(rt.learn_commands())
+    old_rt.loop.create_task(rt.learn_upstream())
     log.info("upstream changing from %s to %s (%s): clients move over as they go idle", old_rt.manager.address,
              rt.manager.address, why, extra={"event": "upstream_switch"})
     old_rt.hub.close_all(f"the upstream changed ({why})")

@@ -10,6 +10,8 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
+from ..commands.routes import Route
+
 
 @dataclass(slots=True)
 class Stats:
@@ -23,7 +25,7 @@ class Stats:
     leases: int = 0
     output_overflows: int = 0
     protocol_errors: int = 0
-    by_route: dict[str, int] = field(default_factory=dict)
+    by_route: dict[Route, int] = field(default_factory=dict)
     local: dict[str, int] = field(default_factory=dict)  # commands answered by the sidecar, by name
     reloads_ok: int = 0
     reloads_failed: int = 0

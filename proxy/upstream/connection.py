@@ -39,6 +39,8 @@ class ConnState(enum.Enum):
     CONTROL = "control"        # the sidecar's own work: credential checks, probes, out-of-band commands
     CLOSED = "closed"
 
+    __hash__ = object.__hash__  # (singletons: identity hashing, in C: states key the manager's sets)
+
 
 class Role(enum.Enum):
     """What a connection was opened for; its owner decides from it the state it enters once ready."""
@@ -206,6 +208,19 @@ class UpstreamConnection(asyncio.Protocol):
                 self.flushes.append((sent, time.monotonic()))
         wbuf.clear()
 
+    def waited(self, now: float) -> float:
+        """How long the oldest command still waiting for its reply has waited (blocking calls: 0)."""
+        flushes, index = self.flushes, self.replied
+        while flushes and flushes[0][0] <= index:
+            flushes.popleft()
+        for sink in self.pending:
+            if sink is not DISCARD:
+                return 0.0 if sink.blocking or not flushes else now - flushes[0][1]
+            index += 1
+            if flushes and flushes[0][0] <= index:
+                flushes.popleft()
+        return 0.0
+
     def abandon_overdue(self, timeout: float, now: float, error: bytes) -> int:
         """Answer every command that has waited longer than ``timeout`` with ``error`` now (blocking calls never);
         their replies, when they come, are dropped. The connection stays: the commands behind them are younger and
@@ -341,6 +356,11 @@ class UpstreamConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # a link that died silently (no RST) is noticed in about 25 s even while commands wait patiently
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+                if hasattr(socket, option):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()

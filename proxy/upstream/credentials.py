@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import hiredis
 
@@ -24,10 +24,10 @@ class Credential:
         return [self.user.encode(errors="surrogateescape"), (self.password or "").encode(errors="surrogateescape")]
 
 
-@dataclass(frozen=True, slots=True)
-class PoolKey:
+class PoolKey(NamedTuple):
     """What an upstream connection is bound to: a reply can only come from a connection with the client's login,
-    db and protocol. ``login`` is the credential the connection authenticates as."""
+    db and protocol. ``login`` is the credential the connection authenticates as. (A tuple: made and hashed once
+    per client, on the connection-per-request path.)"""
 
     login: Credential
     db: int

@@ -70,6 +70,8 @@ class UpstreamManager:
                              (cfg.tls.server_name or cfg.host) if context else None)
         self.login = Credential(cfg.username, cfg.password)
         self.server_info = ServerInfo()
+        self.info_known: asyncio.Future[None] = loop.create_future()  # the first HELLO reply came (or gave up)
+        self.client_fields: tuple[tuple[str, ...], ...] = ()  # the server's CLIENT INFO (field, sample) in order
         self.states: dict[ConnState, set[UpstreamConnection]] = {s: set() for s in ConnState if s is not
                                                                    ConnState.CLOSED}
         self.shared: dict[PoolKey, SharedPool] = {}
@@ -95,6 +97,18 @@ class UpstreamManager:
 
     def learned(self, info: ServerInfo) -> None:
         self.server_info = info
+        if not self.info_known.done():
+            self.info_known.set_result(None)
+
+    async def server_known(self) -> None:
+        """Wait (at most connect_timeout) for the server to have said what it is: a client's HELLO answers with
+        its name and version, never with a guess."""
+        if not self.info_known.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.info_known), self.cfg.connect_timeout)
+            except asyncio.TimeoutError:
+                if not self.info_known.done():
+                    self.info_known.set_result(None)  # unreachable: answer with what is known, and stop waiting
 
     def configure(self, cfg: UpstreamConfig, pool_cfg: PoolConfig) -> None:
         """New timeouts and pool bounds (a reload that keeps the same server and login)."""
@@ -300,19 +314,37 @@ class UpstreamManager:
         self._watchdog = self.loop.create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Answer commands that have waited longer than ``upstream.reply_timeout`` with a clear error. The
-        connection stays: one slow command (a long KEYS, a busy script) costs only the commands that waited that
-        long, and new commands avoid it meanwhile."""
+        """Commands waiting longer than ``upstream.reply_timeout``: if the server still answers a fresh connection
+        (PING, within ``upstream.connect_timeout``), they are only slow (a long script, a big KEYS): they keep
+        waiting, and new commands avoid their connection. If it does not, they get a clear error now; the
+        connection stays, so the commands behind them keep their own deadlines, and late replies are dropped."""
         while True:
             timeout = self.cfg.reply_timeout
             await asyncio.sleep(min(0.25, timeout / 4) * (0.9 + 0.2 * random.random()))
             now = time.monotonic()
-            error = None
-            for state in (ConnState.SHARED, ConnState.LEASED, ConnState.CONTROL):
-                for conn in list(self.states[state]):
-                    if conn.pending:
-                        error = error or _timeout_error(timeout)
-                        self.counts["reply_timeouts"] += conn.abandon_overdue(timeout, now, error)
+            overdue = [conn for state in (ConnState.SHARED, ConnState.LEASED) for conn in self.states[state]
+                       if conn.pending and conn.waited(now) > timeout]
+            if not overdue:
+                continue
+            if await self._answers():
+                for conn in overdue:
+                    conn.slow = True
+                continue
+            error = _timeout_error(timeout)
+            for conn in overdue:
+                self.counts["reply_timeouts"] += conn.abandon_overdue(timeout, time.monotonic(), error)
+
+    async def _answers(self) -> bool:
+        """Whether the server answers a fresh connection at all (a PING, refused or not) in connect_timeout."""
+        conn = self.open(PoolKey(Credential(None), 0, 0), Role.CONTROL)
+        try:
+            await conn.ready
+            await asyncio.wait_for(conn.request([b"PING"]), self.cfg.connect_timeout)
+            return True
+        except (asyncio.TimeoutError, UpstreamError):
+            return False
+        finally:
+            conn.close("probe done")
 
     # -- shutting down ------------------------------------------------------------------------------------------------
     async def _close_when_idle(self, conn: UpstreamConnection, reason: str) -> None:

@@ -31,11 +31,15 @@ class SharedPool:
     conns: list[UpstreamConnection]
 
     def best(self) -> UpstreamConnection | None:
-        """The least-loaded connection, preferring ones whose oldest command is not overdue."""
+        """The least-loaded connection, preferring ones whose oldest command is not overdue (an idle one at once)."""
         best: UpstreamConnection | None = None
+        lowest = 0
         for conn in self.conns:
-            if best is None or (conn.slow, conn.load) < (best.slow, best.load):
-                best = conn
+            load = len(conn.pending) + len(conn.queued) + (1 << 30 if conn.slow else 0)
+            if best is None or load < lowest:
+                best, lowest = conn, load
+                if not load:
+                    break
         return best
 
 
