@@ -27,6 +27,7 @@ from ..upstream.manager import UpstreamManager
 from ..wire.resp import encode_command
 from .discovery import discover
 from .refresh import RefreshPolicy
+from .slots import SLOTS
 from .topology import Address, SlotMap
 
 log = logging.getLogger("sidecar.cluster")
@@ -221,5 +222,5 @@ class ClusterUpstream:
         slot_map = self.slot_map
         return ClusterSnapshot(
             nodes=len(slot_map.addresses()) if slot_map else 0, primaries=len(slot_map.primaries()) if slot_map else 0,
-            slots_served=16384 - slot_map.uncovered() if slot_map else 0, epoch=slot_map.epoch if slot_map else 0,
+            slots_served=SLOTS - slot_map.uncovered() if slot_map else 0, epoch=slot_map.epoch if slot_map else 0,
             refreshes=self.policy.runs, refresh_failures=self.policy.failures, counts=dict(self.counts))
