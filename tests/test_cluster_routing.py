@@ -126,7 +126,7 @@ def test_commands_whose_keys_must_be_together_get_the_clusters_own_refusal(sidec
         together = client.call([b"MSETNX", b"{u}a", b"1", b"{u}b", b"2"], [b"RENAME", b"{u}a", b"{u}c"],
                                [b"SUNIONSTORE", b"{u}d", b"{u}e"], [b"EVAL", b"return #KEYS", b"2", b"{u}a", b"{u}b"])
         assert together == [b":1\r\n", b"+OK\r\n", b":0\r\n", b":2\r\n"]
-        selects = [[b"SELECT", db] for db in (b"1", b"x", b"0", b"-1")]
+        selects = [[b"SELECT", db] for db in (b"1", b"x", b"0", b"-1", b"99999999999")]
         with session(redis_cluster.seeds[0][1]) as node:
             assert client.call(*selects) == node.call(*selects)
 
