@@ -353,3 +353,13 @@ def test_a_reload_keeps_the_cluster_and_its_layout(sidecar):
     assert after["cluster_split"] >= before["cluster_split"] >= 1  # the same cluster object, not a new one
     assert client.mset({k: b"after" for k in KEYS}) and client.mget(KEYS) == [b"after"] * len(KEYS)
     client.close()
+
+
+def test_an_acl_user_runs_as_itself_on_every_node(sidecar, redis_cluster):
+    """Passthrough: the user's commands run on each node on connections logged in as that user."""
+    client = redis.Redis(port=sidecar.port, username=ACL_USER, password=ACL_PASSWORD, protocol=3)
+    assert client.mset({k: b"acl" for k in KEYS}) and client.mget(KEYS) == [b"acl"] * len(KEYS)
+    for address in redis_cluster.primary_addresses():
+        users = {c["user"] for c in redis_cluster.client(address).client_list() if c.get("name") == "redis-sidecar"}
+        assert ACL_USER in users
+    client.close()
