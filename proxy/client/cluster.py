@@ -161,7 +161,7 @@ def _send(s: Session, args: list[bytes], raw: bytes, slot: int | None,
     replica = False
     if manager is None:
         if slot is not None and rt.cfg.upstream.read_from == "replica" and _read_only(s, args):
-            manager = cluster.replica(slot)
+            manager = cluster.replica(slot, s.conn.owner if s.inflight and s.conn is not None else None)
             replica = manager is not None
             cluster.counts["replica_reads"] += replica
         manager = manager or cluster.node(slot)

@@ -107,12 +107,15 @@ class ClusterUpstream:
         owner = self.owner(slot) if slot is not None else None
         return owner or self.home
 
-    def replica(self, slot: int) -> UpstreamManager | None:
-        """A healthy replica of the shard serving ``slot``, chosen at random, for a read (``read_from: replica``);
-        None when the shard has none. Its connections need ``readonly`` before the first read."""
+    def replica(self, slot: int, prefer: object = None) -> UpstreamManager | None:
+        """A healthy replica of the shard serving ``slot`` for a read (``read_from: replica``): ``prefer`` (the
+        manager a client's reads are in flight on) if it is one, else one at random; None when the shard has none.
+        Its connections need ``readonly`` before the first read."""
         shard = self.slot_map.shard_for_slot(slot) if self.slot_map is not None else None
-        replicas = [n for n in shard.replicas if n.healthy] if shard is not None else []
-        return self.manager(random.choice(replicas).address) if replicas else None
+        replicas = [self.manager(n.address) for n in shard.replicas if n.healthy] if shard is not None else []
+        if prefer in replicas:
+            return prefer
+        return random.choice(replicas) if replicas else None
 
     def readonly(self, conn: UpstreamConnection) -> None:
         """Mark a replica connection READONLY once (the flag lives on the connection)."""
