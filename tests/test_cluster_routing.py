@@ -28,7 +28,8 @@ KEYS = [f"key:{i}".encode() for i in range(40)]  # spread over every node
 @pytest.fixture(scope="module")
 def sidecar(redis_cluster):
     """The sidecar in front of the cluster, given the cluster's seeds once; apps use a plain single-node URL."""
-    config = {"upstream": {"url": redis_cluster.url()}, "log": {"level": "info"}}
+    config = {"upstream": {"url": redis_cluster.url()}, "log": {"level": "info"},
+              "client_auth": {"users": [{"name": "ops", "password": "ops-secret", "admin": True}]}}
     with SidecarProcess(config=config) as proc:
         yield proc
 
@@ -241,7 +242,7 @@ def test_a_shard_subscriber_follows_its_channels_slot(sidecar, redis_cluster):
     client.close()
 
 
-def test_info_and_the_handshake(sidecar):
+def test_info_and_the_handshake(sidecar, redis_cluster):
     client = redis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD, protocol=3)
     info = client.info()
     assert info["cluster_enabled"] == 1 and info["upstream_mode"] == "cluster"
@@ -250,6 +251,10 @@ def test_info_and_the_handshake(sidecar):
     with session(sidecar.port) as raw:
         assert raw.call([b"READONLY"], [b"ASKING"], [b"CLIENT", b"TRACKING", b"on"])[:2] == [b"+OK\r\n"] * 2
     client.close()
+    admin = redis.Redis(port=sidecar.port, username="ops", password="ops-secret")
+    pools = admin.execute_command("SIDECAR", "POOLS").decode()
+    assert all(f"upstream={h}:{p} up=1" in pools for h, p in redis_cluster.primary_addresses())
+    admin.close()
 
 
 # -- real clients with unmodified single-node URLs ---------------------------------------------------------------------
