@@ -70,6 +70,11 @@ class ClusterState:
             return
         manager = sink.cluster.manager(address)
         lease = s.lease
+        if lease is not None and lease.owner is not manager and s.lease_kind is not LeaseKind.CALL:
+            # a transaction's connection (a WATCH on it) cannot be swapped for another node's
+            sink.fail(b"-TRYAGAIN the key's slot moved to another node while this client watched keys; run the "
+                      b"transaction again\r\n")
+            return
         if lease is None or lease.owner is not manager:
             if lease is not None:
                 s.release_lease(force_close=False)
