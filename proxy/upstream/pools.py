@@ -20,6 +20,9 @@ from .connection import UpstreamConnection
 from .credentials import PoolKey
 
 
+BATCH_DEPTH = 64  # commands in flight on a connection past which new clients spread to the others
+
+
 class LeaseClass(enum.Enum):
     HELD = "held"  # transactions and client sessions: pool.lease_max
     CALL = "call"  # one blocking call or WAIT: pool.blocking_max
@@ -31,15 +34,17 @@ class SharedPool:
     conns: list[UpstreamConnection]
 
     def best(self) -> UpstreamConnection | None:
-        """The least-loaded connection, preferring ones whose oldest command is not overdue (an idle one at once)."""
+        """A connection that already has a write going out this loop turn (its commands join that write, one
+        syscall for many clients) while it is not deep in work; else the least-loaded, preferring ones whose oldest
+        command is not overdue (an idle one at once)."""
         best: UpstreamConnection | None = None
         lowest = 0
         for conn in self.conns:
             load = len(conn.pending) + len(conn.queued) + (1 << 30 if conn.slow else 0)
+            if conn.flush_scheduled and load < BATCH_DEPTH:
+                return conn
             if best is None or load < lowest:
                 best, lowest = conn, load
-                if not load:
-                    break
         return best
 
 
