@@ -20,6 +20,7 @@ SCENARIOS = (
     "idle",  # memory per idle, authenticated client (10,000 of them)
     "workers",  # the sidecar with --workers 1 and N on the -k 0 row and GET -P 16
     "php",  # phpredis connecting per request (a PHP-FPM request each), direct / proxied / persistent
+    "cluster",  # Redis Cluster: redis-py RedisCluster per request direct / a single-node client via the sidecar
 )
 WORKLOADS = ("chat", "get")
 
@@ -56,6 +57,8 @@ class BenchConfig:
     big_seconds: float = 1.0
     # idle clients held on the sidecar (and directly) while memory is read
     idle_clients: int = 10000
+    # Redis Cluster: measured seconds per cell and repeat (a RedisCluster per request takes tens of ms at 2 ms RTT)
+    cluster_seconds: float = 3.0
     # --workers N beside --workers 1
     compare_workers: int = 2
     # the Python generator's processes (connect-per-request, big reply, idle clients)
@@ -92,6 +95,8 @@ class BenchConfig:
             raise ValueError("give one positive --connrate-requests count per --connrate-clients value")
         if self.big_elements < 1 or self.big_clients < 1 or self.big_period_ms <= 0 or self.big_seconds <= 0:
             raise ValueError("big-reply elements, clients, period and seconds must be positive")
+        if self.cluster_seconds <= 0:
+            raise ValueError("cluster seconds must be positive")
         if self.idle_clients < 1 or self.generator_processes < 1 or self.compare_workers < 2:
             raise ValueError("idle clients and generator processes must be positive, --compare-workers at least 2")
         if self.sidecar_log_level not in (None, "debug", "info", "warning", "error"):
@@ -115,4 +120,5 @@ def quick(config: BenchConfig) -> BenchConfig:
         connrate_requests=(3000, 600),
         big_seconds=0.5,
         idle_clients=2000,
+        cluster_seconds=1.0,
     )

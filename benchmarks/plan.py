@@ -31,7 +31,8 @@ REDIS_PY = f"redis-py {redis.__version__} asyncio"
 
 @dataclass(frozen=True, eq=False)  # identity: cells are dictionary keys while a block runs
 class Cell:
-    scenario: str  # connect-per-request | chatroom | redis-benchmark | connection-rate | big-reply | idle-clients
+    scenario: str  # connect-per-request | chatroom | redis-benchmark | connection-rate | big-reply | idle-clients |
+    # cluster
     mode: str  # direct | proxied | proxied-wN | persistent | twemproxy
     rtt_ms: float
     params: dict
@@ -49,6 +50,8 @@ class Cell:
             return f"GETs {'with' if p['big_reply'] else 'without'} big reply"
         if self.scenario == "idle-clients":
             return f"{p['clients']} idle clients"
+        if self.scenario == "cluster":
+            return "cluster chat c=1"
         return f"chatroom {p['users']} users"
 
 
@@ -89,6 +92,9 @@ def build(config: BenchConfig, stack: Stack) -> list[Block]:
     if "php" in config.scenarios:
         from benchmarks.scenarios import php  # imported here: it builds its blocks from this module's Block and Cell
         blocks += php.blocks(config, stack)
+    if "cluster" in config.scenarios:
+        from benchmarks.scenarios import cluster  # (as php: its blocks are made of this module's)
+        blocks += cluster.blocks(config, stack)
     cells = issue13_cells(config, stack, twemproxy, tls)
     if cells:
         workers = config.compare_workers if any(c.mode.startswith("proxied-w") for c in cells) else None

@@ -92,6 +92,7 @@ class UpstreamConfig:
     sentinel_password: str | None = _secret_field()
     sentinel_password_env: str | None = None
     sentinel_password_file: str | None = None
+    read_from: str = "primary"  # cluster: "replica" sends read-only commands to a replica of the key's shard
 
 
 @dataclass(frozen=True)
@@ -685,6 +686,10 @@ def _validate_topology(up: UpstreamConfig, b: _Build) -> None:
     """What only makes sense for one mode is refused in the others, so a misplaced key is never silently unused."""
     if up.mode == "cluster" and up.db:
         b.add(f"upstream.db: Redis Cluster has only database 0 (SELECT {up.db} fails on a cluster)")
+    if up.read_from not in ("primary", "replica"):
+        b.add(f"upstream.read_from: must be primary or replica, got {up.read_from!r}")
+    elif up.read_from == "replica" and up.mode != "cluster" and not b.failed("upstream.url"):
+        b.add("upstream.read_from: replica is only for a redis-cluster:// upstream.url")
     if up.mode != "sentinel" and not b.failed("upstream.url"):
         for key in ("sentinel_username", "sentinel_password", "sentinel_password_env", "sentinel_password_file"):
             if getattr(up, key) is not None:

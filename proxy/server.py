@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from .client.session import Session
+from .cluster.sentinel import SentinelWatch
 from .config import Config, listener_ssl_context, metrics_address
 from .ops import admin, httpd, metrics, reload
 from .runtime import Hooks, Runtime, RuntimeHandle
@@ -37,6 +39,7 @@ class Server:
         self._listeners: list[asyncio.AbstractServer] = []
         self._stopping = asyncio.Event()
         self._signals = 0
+        self.sentinels: SentinelWatch | None = None  # behind Sentinel: who says where the master is
 
     @property
     def cfg(self) -> Config:
@@ -47,6 +50,8 @@ class Server:
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.cfg.upstream.mode == "sentinel":
+            await self._find_master()
         cfg, rt = self.cfg, self.handle.current
         handle = self.handle
         factory = lambda: Session(handle)  # noqa: E731
@@ -74,16 +79,26 @@ class Server:
             self._listeners.append(srv)
             log.info("listening on unix socket %s", cfg.unix_socket)
         up = cfg.upstream
-        log.info("upstream %s%s as user '%s', db %d, pool %d per (user, db, protocol), client auth %s",
-                 "rediss://" if up.tls.enabled else "", rt.manager.address, rt.manager.login.user, up.db,
-                 cfg.pool.size, cfg.client_auth.mode)
-        rt.manager.start_watchdog()
-        rt.manager.prewarm(rt.default_key)
+        log.info("upstream %s%s%s as user '%s', db %d, pool %d per (user, db, protocol), client auth %s",
+                 "" if up.mode == "standalone" else f"{up.mode} ", "rediss://" if up.tls.enabled else "",
+                 rt.manager.address, rt.manager.login.user, up.db, cfg.pool.size, cfg.client_auth.mode)
+        rt.start_upstream()
         self._tasks.append(self.loop.create_task(rt.learn_upstream()))
         self._tasks.append(self.loop.create_task(self._summaries()))
         self.listening = True
         if self.worker_socket:
             await self._start_http()  # after the listeners: its socket tells the supervisor this worker serves
+
+    async def _find_master(self) -> None:
+        """Behind Sentinel, nothing connects upstream before the sentinels name a master: the runtime is rebuilt
+        for its address, and every later failover moves the pools there (``reload.follow_master``)."""
+        cfg = self.cfg
+        self.sentinels = SentinelWatch(cfg.upstream, cfg.pool, self.loop,
+                                       lambda address, why: reload.follow_master(self.handle, address, why))
+        host, port = await self.sentinels.start()
+        upstream = dataclasses.replace(cfg.upstream, host=host, port=port)
+        self.handle.current = Runtime.build(dataclasses.replace(cfg, upstream=upstream), self.loop,
+                                            previous=self.handle.current)
 
     async def _start_http(self) -> None:
         """/metrics, /healthz, /readyz: on metrics.listen, or for a worker on the socket its supervisor reads."""
@@ -172,8 +187,9 @@ class Server:
             log.warning("drain: %d clients still busy at shutdown_timeout were cut off", len(cut),
                         extra={"event": "drain_cut", "clients": len(cut)})
         rt = self.handle.current
-        rt.control.close()
-        await rt.manager.close_all()
+        if self.sentinels is not None:
+            await self.sentinels.close()
+        await rt.close_upstream()
         if self._http is not None:
             self._http.close()
         for task in self._tasks:

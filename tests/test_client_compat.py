@@ -254,10 +254,12 @@ def node_clients() -> Path:
     return CLIENTS
 
 
-def run_node_client(clients: Path, client: str, url: str, resp: int | None, prefix: str) -> dict:
-    """Run tests/clients/compat.js for one client and return what it printed (its own 20 s limit applies)."""
+def run_node_client(clients: Path, client: str, url: str, resp: int | None, prefix: str,
+                    cluster: bool = False) -> dict:
+    """Run tests/clients/compat.js for one client and return what it printed (its own 20 s limit applies);
+    ``cluster``: the sidecar fronts a Redis Cluster (no SELECT 2, the chatroom's pattern instead)."""
     config = {"client": client, "url": url, "resp": resp, "name": "compat-test", "prefix": prefix,
-              "sequential": NODE_SEQUENTIAL, "parallel": NODE_PARALLEL}
+              "sequential": NODE_SEQUENTIAL, "parallel": NODE_PARALLEL, "cluster": cluster}
     done = subprocess.run(["node", str(clients / "compat.js"), json.dumps(config)], cwd=clients,
                           capture_output=True, text=True, timeout=40)
     lines = done.stdout.strip().splitlines()

@@ -59,6 +59,20 @@ def test_redirect_without_host_goes_to_the_node_that_answered():
     assert parse_redirect(b"-MOVED 12 10.0.0.9:7001").address("10.0.0.5") == ("10.0.0.9", 7001)
 
 
+@pytest.mark.parametrize("failed_first", [True, False])
+def test_a_failed_primary_listed_beside_its_replacement_is_not_the_primary(failed_first):
+    """Valkey keeps a killed primary in its shard, role master, beside the replica promoted in its place (Redis 7.0
+    gives it a shard of its own): whatever the order, the live one serves the slots."""
+    def node(port: int, health: str) -> list:
+        return [b"id", b"%d" % port, b"port", port, b"ip", b"127.0.0.1", b"endpoint", b"127.0.0.1",
+                b"role", b"master", b"health", health.encode()]
+
+    nodes = [node(7001, "fail"), node(7002, "online")]
+    reply = [[b"slots", [0, 16383], b"nodes", nodes if failed_first else nodes[::-1]]]
+    (shard,) = from_cluster_shards(reply, "127.0.0.1").shards
+    assert shard.primary.address == ("127.0.0.1", 7002) and shard.replicas == ()
+
+
 # -- pure: the refresh policy ----------------------------------------------------------------------------------------
 
 SLACK = 0.005  # the event loop may run a timer a clock tick early

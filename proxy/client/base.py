@@ -22,6 +22,7 @@ from ..wire import resp
 from .state import LeaseKind, ReplyMode, Tx, Wait
 
 if TYPE_CHECKING:
+    from .cluster import ClusterState
     from .output import Slot
 
 
@@ -31,7 +32,7 @@ class SessionBase:
         "identity", "db", "proto", "name", "lib_name", "lib_ver", "reply_mode", "skip_next", "skipping",
         "key", "conn", "inflight", "switching", "lease", "lease_kind", "tx", "subs", "plain",
         "wait", "held", "task", "slots", "out", "out_size", "closing", "closed", "reading_paused",
-        "writing_paused", "received", "net_in", "net_out", "cmds", "flush_pending", "__weakref__")
+        "writing_paused", "received", "net_in", "net_out", "cmds", "flush_pending", "cluster", "__weakref__")
 
     def __init__(self, handle: RuntimeHandle) -> None:
         rt = handle.current
@@ -71,6 +72,7 @@ class SessionBase:
         self.reading_paused = self.writing_paused = False
         self.received = 0.0
         self.net_in = self.net_out = self.cmds = 0  # CLIENT LIST's tot-net-in, tot-net-out, tot-cmds
+        self.cluster: ClusterState | None = None  # what a cluster upstream needs to know about this client
 
     # -- derived state ------------------------------------------------------------------------------------------------
     @property

@@ -14,8 +14,10 @@ import time
 from ..services.stats import Sampler
 from ..upstream.connection import DISCARD, UpstreamConnection, UpstreamError
 from ..upstream.credentials import Credential, PoolKey
+from ..upstream.manager import UpstreamManager
 from ..upstream.pools import LeaseClass
 from ..wire import resp
+from . import cluster
 from .base import SessionBase
 from .output import Slot
 from .state import PINNING, LeaseKind, TxEvent, Wait, next_tx
@@ -41,6 +43,8 @@ class Forwarding(SessionBase):
     def forward_shared(self, args: list[bytes], raw: bytes) -> Slot | None:
         """Send on the client's own lease if it holds one, else on its shared connection; None if the command was
         held (the client must first finish its in-flight commands) or answered with an error."""
+        if self.handle.current.cluster is not None:
+            return cluster.forward(self, args, raw)  # type: ignore[arg-type]
         if self.lease is not None:
             return self.send_upstream(self.lease, raw)
         if self.inflight:
@@ -57,19 +61,26 @@ class Forwarding(SessionBase):
         return self.send_upstream(conn, raw)
 
     def send_upstream(self, conn: UpstreamConnection, raw: bytes, blocking: bool = False) -> Slot:
+        slot = self.new_slot(blocking)
+        conn.send(raw, slot)
+        return slot
+
+    def new_slot(self, blocking: bool = False) -> Slot:
+        """The reply slot of a command about to go upstream (counted in flight until its reply is in)."""
         slot = Slot(self, True, self.quiet, blocking)
         self.slots.append(slot)
         self.inflight += 1
         sampler = self.handle.current.sampler
         if sampler.every and self.received and not blocking and sampler.due():
             slot.transform = functools.partial(_sampled, sampler, self.received, time.perf_counter())
-        conn.send(raw, slot)
         return slot
 
     # -- leases -------------------------------------------------------------------------------------------------------
-    def need_lease(self, kind: LeaseKind, args: list[bytes], raw: bytes) -> UpstreamConnection | None:
-        """The client's own connection for ``args``: the one it holds, or a newly lent one. None: the command was
-        held (until the client's in-flight commands finish, or a lease comes free) or refused with an error."""
+    def need_lease(self, kind: LeaseKind, args: list[bytes], raw: bytes,
+                   manager: UpstreamManager | None = None) -> UpstreamConnection | None:
+        """The client's own connection for ``args``: the one it holds, or a newly lent one (from ``manager``, the
+        node of its keys on a cluster; by default the upstream). None: the command was held (until the client's
+        in-flight commands finish, or a lease comes free) or refused with an error."""
         lease = self.lease
         if lease is not None:
             if kind is LeaseKind.SESSION and self.lease_kind is not LeaseKind.SESSION:
@@ -81,10 +92,10 @@ class Forwarding(SessionBase):
         if self.inflight:
             self.hold(Wait.DRAIN, args, raw)
             return None
-        rt = self.handle.current
+        owner = manager or self.handle.current.manager
         cls = _LEASE_CLASS[kind]
         try:
-            conn = rt.manager.try_lease(self.pool_key(), cls)
+            conn = owner.try_lease(self.pool_key(), cls)
         except UpstreamError as exc:
             self.lease_refused(args, exc)
             return None
@@ -95,7 +106,7 @@ class Forwarding(SessionBase):
         def lent(result: object) -> None:
             if isinstance(result, UpstreamConnection):
                 if self.closed:
-                    rt.manager.release(result, reusable=True)
+                    owner.release(result, reusable=True)
                 else:
                     self.take_lease(result, kind)  # the held command runs next, on it
             else:
@@ -103,7 +114,7 @@ class Forwarding(SessionBase):
                 self.lease_refused(args, result if isinstance(result, UpstreamError) else UpstreamError(
                     f"ERR sidecar internal error waiting for a connection: {result!r}"))
 
-        self.suspend(Wait.LEASE, rt.manager.lease(self.pool_key(), cls), lent, held=(args, raw))
+        self.suspend(Wait.LEASE, owner.lease(self.pool_key(), cls), lent, held=(args, raw))
         return None
 
     def take_lease(self, conn: UpstreamConnection, kind: LeaseKind) -> None:

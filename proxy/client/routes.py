@@ -49,7 +49,8 @@ def _publish(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
     """PUBLISH counts the hub's subscriptions upstream; a direct connection would count the local subscribers."""
     if len(args) != 3:
         return None
-    counted = s.handle.current.hub.receivers(Kind.SHARD if args[0].lower() == b"spublish" else Kind.CHANNEL, args[1])
+    rt, kind = s.handle.current, Kind.SHARD if args[0].lower() == b"spublish" else Kind.CHANNEL
+    counted = (rt.shard_hubs if kind is Kind.SHARD and rt.shard_hubs is not None else rt.hub).receivers(kind, args[1])
     if counted is None:
         return None
     upstream, local_count = counted
@@ -66,7 +67,9 @@ def _pubsub(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
     kind = {b"numsub": Kind.CHANNEL, b"shardnumsub": Kind.SHARD}.get(sub)
     if kind is None:
         return None
-    hub = s.handle.current.hub
+    rt = s.handle.current
+    hub = rt.hub
+    shard_hubs = rt.shard_hubs or hub
 
     def adjust(frame: bytes) -> bytes:
         if frame[:1] not in (b"*", b"%"):
@@ -77,7 +80,7 @@ def _pubsub(s: Session, args: list[bytes]) -> Callable[[bytes], bytes] | None:
         pairs = list(value.items()) if isinstance(value, dict) else list(zip(value[::2], value[1::2]))
         out = []
         for channel, count in pairs:
-            counted = hub.receivers(kind, channel) if kind is Kind.SHARD else _exact(hub, channel)
+            counted = shard_hubs.receivers(kind, channel) if kind is Kind.SHARD else _exact(hub, channel)
             if counted is not None:
                 count = max(0, count - counted[0]) + counted[1]
             out.append(resp.bulk(channel) + resp.integer(count))

@@ -22,7 +22,7 @@ from ..access.auth import Identity
 from ..commands.guard import LOGIN_CONTAINERS, login_exposure
 from ..commands.routes import Route
 from ..wire import resp
-from . import routes
+from . import cluster_routes, routes
 from .forwarding import Forwarding
 from .output import ReplyQueue
 from .state import QUEUEING, LeaseKind, ReplyMode, Tx, TxEvent, Wait, next_tx
@@ -161,7 +161,7 @@ class Session(ReplyQueue, Forwarding, asyncio.Protocol):
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
             elif (route not in CHECKED_HERE or self.arity_ok(args)) \
                     and not routes.in_transaction(self, name, args, raw, route):
-                routes.ROUTES[route](self, name, args, raw)
+                (routes.ROUTES if rt.cluster is None else cluster_routes.ROUTES)[route](self, name, args, raw)
         finally:
             if self.wait is not None and self.skipping and self.held is not None:
                 self.skip_next = True  # held: its reply is skipped when it runs

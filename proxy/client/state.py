@@ -80,3 +80,4 @@ class Wait(enum.Enum):
     CONTROL = "control"        # an out-of-band command is running
     SUBSCRIBE = "subscribe"    # the upstream has not yet confirmed (or refused) its subscription
     SERVER = "server"          # the upstream has not yet said what it is (HELLO answers with its name and version)
+    TOPOLOGY = "topology"      # a cluster's layout (or the server's key specs) is being learned

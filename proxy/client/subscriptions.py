@@ -56,7 +56,9 @@ def _dedicated(s: Session, kind: Kind, subscribing: bool, args: list[bytes], raw
 
 def _subscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
     try:
-        hub = s.handle.current.hub.for_login(s.login)
+        rt = s.handle.current
+        hubs = rt.shard_hubs if kind is Kind.SHARD and rt.shard_hubs is not None else rt.hub
+        hub = hubs.for_login(s.login)
     except UpstreamError as exc:
         s.reply(resp.error(str(exc)))
         return

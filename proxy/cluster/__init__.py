@@ -1,5 +1,7 @@
-"""Multi-node upstreams as data and policies: hash slots, the cluster's slot map, redirections, when to refresh, and
-discovery (cluster seeds, Sentinel) over a fetch the caller supplies. No sockets here: the core owns the connections.
+"""Multi-node upstreams: hash slots, the cluster's slot map, redirections, when to refresh, and discovery (cluster
+seeds, Sentinel) over a fetch the caller supplies, as data and policies (slots, topology, refresh, discovery); and on
+top of the upstream layer's managers, the cluster's nodes and their refreshed map (nodes), the sinks that follow
+redirections and gather split replies (redirect), where each command goes (commands), and Sentinel followed (sentinel).
 """
 
 from .discovery import (

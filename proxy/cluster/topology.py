@@ -126,10 +126,10 @@ def from_cluster_shards(reply: Any, origin_host: str, tls: bool = False) -> Slot
             info = _mapping(raw_node)
             node = Node(_shards_address(info, origin_host, tls), _text(info.get("id", "")),
                         _text(info.get("health", "online")) == "online")
-            if _text(info.get("role", "")) == "master":
-                primary = node
-            else:
+            if _text(info.get("role", "")) != "master":
                 replicas.append(node)
+            elif primary is None or (node.healthy and not primary.healthy):
+                primary = node  # Valkey lists a failed primary with the replica that replaced it: the live one serves
         # Without a primary there is nowhere to send commands. A failed primary serving no slot is one a replica
         # replaced (Redis 7.0 lists it as a shard of its own; Valkey does not): fan-outs must not wait for it.
         if primary is not None and (ranges or primary.healthy):

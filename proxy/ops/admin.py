@@ -23,7 +23,10 @@ from .. import __version__
 from ..access.auth import Identity
 from ..client.client_command import client_line, info_fields
 from ..client.session import Session
+from ..cluster.sentinel import SentinelWatch
+from ..config import Config
 from ..runtime import RuntimeHandle
+from ..upstream.manager import ManagerSnapshot
 from ..wire import resp
 
 HELP = [
@@ -51,6 +54,7 @@ class SidecarView(Protocol):
     worker: int | None
     draining: bool
     listening: bool
+    sentinels: SentinelWatch | None
 
     def reload(self) -> list[str]: ...
 
@@ -93,7 +97,23 @@ def info_fields_of(view: SidecarView) -> dict[str, object]:
         "config_reloads": st.reloads_ok,
         "config_reloads_refused": st.reloads_failed,
         "draining": int(view.draining),
+        **topology_fields(view),
     }
+
+
+def topology_fields(view: SidecarView) -> dict[str, object]:
+    """What a cluster or Sentinel upstream adds: its nodes and layout reads, redirections, failovers followed."""
+    rt = view.handle.current
+    fields: dict[str, object] = {"upstream_mode": rt.cfg.upstream.mode}
+    if rt.cluster is not None:
+        snap = rt.cluster.snapshot()
+        fields.update({"cluster_nodes": snap.nodes, "cluster_primaries": snap.primaries,
+                       "cluster_slots_served": snap.slots_served, "cluster_layout_reads": snap.refreshes,
+                       "cluster_layout_read_failures": snap.refresh_failures,
+                       **{f"cluster_{name}": n for name, n in snap.counts.items()}})
+    if view.sentinels is not None:
+        fields.update({"sentinel_master_name": view.sentinels.name, "sentinel_switches": view.sentinels.switches})
+    return fields
 
 
 def info_section(view: SidecarView) -> str:
@@ -127,8 +147,22 @@ def _clients(view: SidecarView, args: list[bytes], proto: int) -> bytes:
 
 
 def _pools(view: SidecarView, args: list[bytes], proto: int) -> bytes:
+    """Every upstream pool; on a cluster, every node's (the home node first), each under its own upstream= line."""
     rt = view.handle.current
-    snap, cfg = rt.manager.snapshot(), rt.cfg
+    managers = [rt.manager]
+    if rt.cluster is not None:
+        managers += [m for m in rt.cluster.nodes.values() if m is not rt.manager]
+    lines = []
+    for manager in managers:
+        lines += _manager_pools(manager.snapshot(), rt.cfg)
+    for login, hub in list(rt.hub.hubs.items()):
+        up = hub.conn is not None and hub.conn.alive
+        lines.append(f"pool=pubsub user={login.user} resp={hub.proto} connected={int(up)} "
+                     + " ".join(f"{kind.value}s={len(names)}" for kind, names in hub.members.items()) + "\n")
+    return resp.verbatim("".join(lines), proto)
+
+
+def _manager_pools(snap: ManagerSnapshot, cfg: Config) -> list[str]:
     lines = [f"upstream={snap.address} up={int(snap.up)} pool_size={cfg.pool.size} lease_max={cfg.pool.lease_max} "
              f"blocking_max={cfg.pool.blocking_max} lent_held={snap.lent.get('held', 0)} "
              f"lent_call={snap.lent.get('call', 0)} waiters={sum(snap.lease_waiters.values())} "
@@ -137,11 +171,7 @@ def _pools(view: SidecarView, args: list[bytes], proto: int) -> bytes:
         lines.append(f"pool={pool.kind} user={pool.user} db={pool.db} resp={pool.proto} conns={pool.connections} "
                      f"ready={pool.ready} connecting={pool.connecting} inflight={pool.inflight} lent={pool.lent} "
                      f"idle={pool.idle}\n")
-    for login, hub in list(rt.hub.hubs.items()):
-        up = hub.conn is not None and hub.conn.alive
-        lines.append(f"pool=pubsub user={login.user} resp={hub.proto} connected={int(up)} "
-                     + " ".join(f"{kind.value}s={len(names)}" for kind, names in hub.members.items()) + "\n")
-    return resp.verbatim("".join(lines), proto)
+    return lines
 
 
 def redacted(obj: object) -> object:

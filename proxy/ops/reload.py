@@ -9,7 +9,9 @@ new runtime is built and swapped whole; each session reads it at its next comman
 - the command deny-list applies to the next command; log level and format at once;
 - a new upstream address or login gets new connections: each client moves over once its in-flight commands are
   answered (the rule that keeps its order), subscribers are closed so they reconnect and subscribe there, and the
-  old connections close once given back, or after ``shutdown_timeout``;
+  old connections close once given back, or after ``shutdown_timeout``; a Sentinel failover moves the upstream the
+  same way (``follow_master``). Behind Sentinel, the master found stays; other sentinels or another master name
+  need a restart;
 - ``listen``, ``unix_socket``, ``tls`` (the listeners'), ``metrics.listen`` and ``workers`` need a restart.
 """
 
@@ -57,6 +59,7 @@ def reload(handle: RuntimeHandle, loader: Callable[[], Config] | None, log_stati
                   extra={"event": "reload_refused"})
         raise ReloadError(str(exc)) from None
     old = old_rt.cfg
+    new = _keep_sentinel_master(old, new)
     changed = changed_keys(old, new)
     ignored = [k for k in changed if k in RESTART_ONLY]
     if ignored:
@@ -70,17 +73,53 @@ def reload(handle: RuntimeHandle, loader: Callable[[], Config] | None, log_stati
         log.info("configuration reloaded: no changes", extra={"event": "config_reloaded"})
         return []
     rt = Runtime.build(new, old_rt.loop, previous=old_rt)
-    handle.current = rt
-    if rt.manager is not old_rt.manager:
-        rt.manager.start_watchdog()
-        rt.manager.prewarm(rt.default_key)
-        old_rt.loop.create_task(rt.learn_upstream())
-        log.info("upstream changing from %s to %s: clients move over as they go idle", old_rt.manager.address,
-                 rt.manager.address, extra={"event": "upstream_switch"})
-        old_rt.hub.close_all("the upstream changed by a configuration reload")
-        old_rt.control.close()
-        old_rt.loop.create_task(old_rt.manager.retire(new.shutdown_timeout))
+    if rt.manager is not old_rt.manager or rt.cluster is not old_rt.cluster:
+        switch_upstream(handle, rt, "a configuration reload")
+    else:
+        handle.current = rt
     if old.log != new.log:
         logs.setup(new.log.level, new.log.format, log_static)
     log.info("configuration reloaded: %s", ", ".join(changed), extra={"event": "config_reloaded"})
     return changed
+
+
+def switch_upstream(handle: RuntimeHandle, rt: Runtime, why: str) -> None:
+    """Put ``rt``, whose upstream is another one, in force: each client moves over once its in-flight commands are
+    answered, subscribers are closed (they subscribe again there), the old connections close once given back."""
+    old_rt = handle.current
+    handle.current = rt
+    rt.start_upstream()
+    old_rt.loop.create_task(rt.learn_upstream())
+    log.info("upstream changing from %s to %s (%s): clients move over as they go idle", old_rt.manager.address,
+             rt.manager.address, why, extra={"event": "upstream_switch"})
+    old_rt.hub.close_all(f"the upstream changed ({why})")
+    if old_rt.shard_hubs is not None:
+        old_rt.shard_hubs.close_all(f"the upstream changed ({why})")
+    old_rt.retire_upstream(rt.cfg.shutdown_timeout)
+
+
+def follow_master(handle: RuntimeHandle, address: tuple[str, int], why: str) -> None:
+    """Sentinel named another master: move the upstream there, as a reload to its address would."""
+    old = handle.current.cfg
+    if (old.upstream.host, old.upstream.port) == address:
+        return
+    upstream = dataclasses.replace(old.upstream, host=address[0], port=address[1])
+    switch_upstream(handle, Runtime.build(dataclasses.replace(old, upstream=upstream), handle.current.loop,
+                                          previous=handle.current), why)
+
+
+_SENTINEL_KEYS = ("url", "mode", "seeds", "sentinel_master", "host", "port")
+
+
+def _keep_sentinel_master(old: Config, new: Config) -> Config:
+    """Behind Sentinel, the master in use is what the sentinels said, not the file's first address: it stays. A new
+    list of sentinels or master name (or a move to or from Sentinel) needs a restart, as the sentinels are asked
+    once at start and then followed."""
+    if "sentinel" not in (old.upstream.mode, new.upstream.mode):
+        return new
+    same = all(getattr(old.upstream, k) == getattr(new.upstream, k) for k in ("mode", "seeds", "sentinel_master"))
+    if not same:
+        log.warning("configuration reload: the Sentinel upstream (upstream.url) changed but needs a restart; keeping "
+                    "the running one", extra={"event": "reload_needs_restart"})
+    return dataclasses.replace(new, upstream=dataclasses.replace(
+        new.upstream, **{k: getattr(old.upstream, k) for k in _SENTINEL_KEYS}))

@@ -75,11 +75,12 @@ def words(frame: bytes) -> tuple[bytes, bytes]:
 class Outstanding:
     """One (un)subscribe command on the hub connection, waiting for a confirmation per name, or one error."""
 
-    __slots__ = ("kind", "names", "remaining", "waiters")
+    __slots__ = ("kind", "names", "subscribing", "remaining", "waiters")
 
-    def __init__(self, kind: Kind, names: list[bytes]) -> None:
+    def __init__(self, kind: Kind, names: list[bytes], subscribing: bool) -> None:
         self.kind = kind
         self.names = names
+        self.subscribing = subscribing
         self.remaining = len(names)
         self.waiters: list[Callable[[bytes | None], None]] = []
 
@@ -113,7 +114,7 @@ class HubConnection:
         return self.conn
 
     def _send(self, kind: Kind, names: list[bytes], subscribing: bool) -> Outstanding:
-        entry = Outstanding(kind, names)
+        entry = Outstanding(kind, names, subscribing)
         self.fifo.append(entry)
         if subscribing:
             for name in names:
@@ -137,6 +138,9 @@ class HubConnection:
         if conn.cause is Cause.REFUSED or self.hub.manager.retired:
             self.drop_everyone(conn.close_reason)
             return
+        if self.hub.rehome is not None:  # a cluster node's shard channels go where their slots are now
+            self._give_up(list(self.members[Kind.SHARD]))
+            return
         log.warning("pub/sub hub connection lost (%s); subscribing again", conn.close_reason)
         self.hub.manager.loop.call_later(min(1.0, self.hub.manager.pool_cfg.reconnect_backoff_max),
                                          self._resubscribe)
@@ -147,6 +151,19 @@ class HubConnection:
                 self.connection()
             except UpstreamError:
                 self.hub.manager.loop.call_later(self.hub.manager.pool_cfg.reconnect_backoff_max, self._resubscribe)
+
+    def _asked(self, kind: Kind, name: bytes) -> bool:
+        """An unsubscription of ``name`` is the oldest command waiting for confirmations."""
+        return bool(self.fifo) and self.fifo[0].kind is kind and not self.fifo[0].subscribing \
+            and name in self.fifo[0].names
+
+    def _give_up(self, names: list[bytes]) -> None:
+        """These shard channels are no longer served here: their members go to ``Hub.rehome``."""
+        moving = {name: self.members[Kind.SHARD].pop(name, set()) for name in names}
+        for name in names:
+            self.latest.pop((Kind.SHARD, name), None)
+        assert self.hub.rehome is not None
+        self.hub.rehome(self, moving)
 
     def drop_everyone(self, reason: str) -> None:
         """The subscriptions cannot be kept (the login was refused, the upstream changed): tell every member."""
@@ -177,6 +194,9 @@ class HubConnection:
                 other = (b"*" if resp3 else b">") + frame[1:]  # the same message in the other protocol
                 for sub in list(subs):
                     sub.push(frame if (sub.proto == 3) == resp3 else other)
+            return
+        if word == b"sunsubscribe" and self.hub.rehome is not None and not self._asked(Kind.SHARD, name):
+            self._give_up([name])  # the server dropped it: its slot moved to another node
             return
         if word in _CONFIRMATIONS and self.fifo:
             entry = self.fifo[0]
@@ -263,6 +283,13 @@ class _Gate:
             self.done(None)
 
 
+class Placement(Protocol):
+    """Where a subscription lives: a hub connection, or on a cluster a shard router (``services.shards``)."""
+
+    def add(self, sub: Subscriber, kind: Kind, names: list[bytes], done: Done) -> None: ...
+    def remove(self, sub: Subscriber, kind: Kind, names: list[bytes]) -> None: ...
+
+
 class Membership:
     """One client's subscriptions, each with the hub connection it lives on (None: on the client's own
     connection), so a change of login or protocol never loses track of where a subscription is."""
@@ -270,7 +297,7 @@ class Membership:
     __slots__ = ("names",)
 
     def __init__(self) -> None:
-        self.names: dict[Kind, dict[bytes, HubConnection | None]] = {k: {} for k in Kind}
+        self.names: dict[Kind, dict[bytes, Placement | None]] = {k: {} for k in Kind}
 
     @property
     def active(self) -> bool:
@@ -299,6 +326,9 @@ class Hub:
         self.manager = manager
         self.hubs: dict[Credential, HubConnection] = {}
         self.messages = 0
+        # a cluster node's shard hub: channels the node stops serving (their slot moved, the node failed) are
+        # handed over, with their members, instead of subscribed again here
+        self.rehome: Callable[[HubConnection, dict[bytes, set[Subscriber]]], None] | None = None
 
     def for_login(self, login: Credential | None) -> HubConnection:
         login = login or self.manager.login

@@ -10,6 +10,7 @@
 //   prefix       key prefix, unique per run
 //   sequential   how many connect-per-request cycles to run one after another
 //   parallel     how many connect-per-request cycles to run at once
+//   cluster      true: the sidecar fronts a Redis Cluster (no SELECT 2; the chatroom's pattern over many rooms instead)
 //
 // Everything the client reports as an error (rejected promises and 'error' events) is collected in `errors`: the
 // test asserts it stays empty, because a client that logs a handshake error and carries on is still a failure.
@@ -106,10 +107,37 @@ async function session(api) {
     const info = String(await api.raw(c, ["CLIENT", "INFO"]));
     const ping = String(await api.raw(c, ["PING"]));
     const echo = String(await api.raw(c, ["ECHO", "hello sidecar"]));
+    if (cfg.cluster) return { pipeline, name, info, ping, echo };
     await api.select(c, 2);
     await api.set(c, `${cfg.prefix}:db2`, "in db 2");
     const db2 = await api.get(c, `${cfg.prefix}:db2`);
     return { pipeline, name, info, ping, echo, db2 };
+  } finally {
+    await api.close(c);
+  }
+}
+
+/** The chatroom's request: join a room (SADD), list it (SMEMBERS), leave (SREM), on a fresh connection each; the
+ *  rooms' keys spread over a cluster's nodes, and one MGET spans them all. */
+async function chat(api) {
+  const rooms = [];
+  for (let i = 0; i < 6; i++) {
+    const c = await api.open(0);
+    try {
+      const room = `${cfg.prefix}:room${i}`;
+      await api.raw(c, ["SADD", room, "alice", `user${i}`]);
+      const members = (await api.raw(c, ["SMEMBERS", room])).map(String).sort();
+      await api.raw(c, ["SREM", room, "alice"]);
+      await api.set(c, `${room}:topic`, `topic ${i}`);
+      rooms.push(members);
+    } finally {
+      await api.close(c);
+    }
+  }
+  const c = await api.open(0);
+  try {
+    const topics = (await api.raw(c, ["MGET", ...rooms.map((_, i) => `${cfg.prefix}:room${i}:topic`)])).map(String);
+    return { rooms, topics };
   } finally {
     await api.close(c);
   }
@@ -135,7 +163,8 @@ async function main() {
     for (let i = 0; i < cfg.parallel; i++) parallel.push(cycle(api, cfg.sequential + i));
     out.parallel = await Promise.all(parallel);
     Object.assign(out, await session(api));
-    out.db2ByUrl = await db2ByUrl(api);
+    if (cfg.cluster) out.chat = await chat(api);
+    else out.db2ByUrl = await db2ByUrl(api);
   } catch (err) {
     note("run")(err);
   }
