@@ -85,11 +85,11 @@ def _auth_result(s: Session, result: object, then: Callable[[], bytes], user: st
         s.set_identity(result)
         rt.stats.auth_ok += 1
         return then()
+    if not isinstance(result, bytes):  # the upstream could not be asked: no attempt was judged, none counts
+        return resp.error(f"ERR cannot check the credential upstream: {result}")
     rt.stats.auth_failures += 1
     rt.auth.failed(_host(s), user)
-    if isinstance(result, bytes):
-        return result
-    return resp.error(f"ERR cannot check the credential upstream: {result}")
+    return result
 
 
 def cmd_auth(s: Session, args: list[bytes], raw: bytes) -> None:
