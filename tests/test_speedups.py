@@ -113,7 +113,7 @@ def run_script(pair: Pair, chunks: list[bytes], data: st.DataObject) -> None:
 
 
 @needs_c
-@settings(max_examples=1500, **FIXED)
+@settings(max_examples=600, **FIXED)
 @given(st.booleans(), st.data())
 def test_parsers_agree_on_any_request_stream_however_split_and_pulled(corrupt, data):
     pair = parsers(data.draw(st.none() | small_limits))
@@ -122,7 +122,7 @@ def test_parsers_agree_on_any_request_stream_however_split_and_pulled(corrupt, d
 
 
 @needs_c
-@settings(max_examples=1000, **FIXED)
+@settings(max_examples=400, **FIXED)
 @given(st.lists(st.binary(max_size=40) | st.sampled_from(NASTY), max_size=12), st.data())
 def test_parsers_agree_on_random_bytes(pieces, data):
     pair = parsers(data.draw(st.none() | small_limits))
@@ -188,7 +188,7 @@ def reply_streams(draw, corrupt: bool) -> list[bytes]:
 
 
 @needs_c
-@settings(max_examples=1500, **FIXED)
+@settings(max_examples=600, **FIXED)
 @given(st.booleans(), st.data())
 def test_framers_agree_on_any_reply_stream_however_split_and_pulled(corrupt, data):
     """Same frames at the same boundaries, the same no-copy frames, the same errors (int()'s ValueError for a
