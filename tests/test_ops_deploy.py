@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -77,3 +79,48 @@ def test_deployment_examples_match_the_sidecar():
     assert pod["terminationGracePeriodSeconds"] > cfg.shutdown_timeout
     dockerfile = (CONFIG / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["redis-sidecar"]' in dockerfile and "STOPSIGNAL SIGTERM" in dockerfile
+
+
+def _build_stage_sources(dockerfile: str) -> list[tuple[str, str]]:
+    """(source in the repository, destination under /src) for each COPY of the image's build stage."""
+    build_stage = dockerfile.split("\nFROM ")[1]
+    copies = []
+    for line in build_stage.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not words[1].startswith("--"):
+            for source in words[1:-1]:
+                dest = words[-1]
+                copies.append((source, dest + source if dest.endswith("/") else dest))
+    return copies
+
+
+def _wheel_from_image_sources(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    root = CONFIG.parent
+    src = tmp_path / "src"
+    for source, dest in _build_stage_sources((CONFIG / "Dockerfile").read_text()):
+        target = src / Path(dest).relative_to("/src")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (root / source).is_dir():
+            shutil.copytree(root / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        else:
+            shutil.copy(root / source, target)
+    return subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir",
+                           str(tmp_path / "wheels"), str(src)], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "REDIS_SIDECAR_REQUIRE_EXTENSIONS": "1", **env})
+
+
+def test_the_image_builds_the_c_extension_from_what_it_copies(tmp_path):
+    """The Dockerfile's build stage, run by hand: its files alone make a wheel with the compiled wire layer."""
+    built = _wheel_from_image_sources(tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheels").glob("redis_sidecar-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("proxy/wire/_speedups") and n.endswith(".so") for n in names), names
+    assert "proxy/__main__.py" in names
+
+
+def test_the_image_build_fails_rather_than_ship_the_python_path(tmp_path):
+    """With REDIS_SIDECAR_REQUIRE_EXTENSIONS=1 (as the image sets it) a compile that fails fails the build."""
+    broken = _wheel_from_image_sources(tmp_path, CC="/bin/false")
+    assert broken.returncode != 0
+    assert "_speedups.c" in broken.stdout + broken.stderr
