@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .servers import EmbeddedServer, free_port
+from .servers import EmbeddedServer, TLSFiles, free_port
 
 Address = tuple[str, int]
 HOST = "127.0.0.1"
@@ -87,6 +87,7 @@ class RedisCluster:
     primaries: int = 3
     replicas_per_primary: int = 1
     node_timeout_ms: int = 2000
+    tls: TLSFiles | None = None  # TLS only: clients, the cluster bus and replication (no plaintext port at all)
     workdir: str = ""
     nodes: list[EmbeddedServer] = field(default_factory=list)
     start_seconds: float = 0.0  # how long start() took, for the reports
@@ -113,8 +114,9 @@ class RedisCluster:
     def _node(self, i: int) -> EmbeddedServer:
         workdir = os.path.join(self.workdir, f"node{i}")
         os.makedirs(workdir, exist_ok=True)
+        tls_config = ["tls-cluster yes", "tls-replication yes"] if self.tls else []
         return EmbeddedServer(password=self.password, users=self.users, flavour=self.flavour, workdir=workdir,
-                              extra_config=[
+                              tls=self.tls, extra_config=[*tls_config,
                                   "cluster-enabled yes",
                                   "cluster-config-file nodes.conf",
                                   f"cluster-node-timeout {self.node_timeout_ms}",
@@ -148,10 +150,12 @@ class RedisCluster:
         return [(HOST, n.port) for n in self.nodes]
 
     def url(self, username: str | None = None, password: str | None = None) -> str:
-        """``redis-cluster://[user:password@]host:port,...`` naming every node as a seed."""
+        """``redis-cluster://[user:password@]host:port,...`` (``rediss-cluster://`` with TLS) naming every node as a
+        seed."""
         password = self.password if password is None else password
         cred = f"{quote(username or '', safe='')}:{quote(password, safe='')}@" if username or password else ""
-        return "redis-cluster://" + cred + ",".join(f"{h}:{p}" for h, p in self.seeds)
+        scheme = "rediss-cluster" if self.tls else "redis-cluster"
+        return f"{scheme}://{cred}" + ",".join(f"{h}:{p}" for h, p in self.seeds)
 
     def node(self, address: Address) -> EmbeddedServer:
         return next(n for n in self.nodes if n.port == address[1])
@@ -169,7 +173,8 @@ class RedisCluster:
 
     def _cli(self, *args: str, timeout: float = 60.0) -> str:
         env = {**os.environ, "REDISCLI_AUTH": self.password}
-        done = subprocess.run([self.redis_cli, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        tls = ["--tls", "--cacert", self.tls.ca] if self.tls else []
+        done = subprocess.run([self.redis_cli, *tls, *args], env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if done.returncode != 0 or "[ERR]" in done.stdout:
             raise RuntimeError(f"redis-cli {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -211,7 +216,7 @@ class RedisCluster:
             shard = dict(zip(shard[::2], shard[1::2]))
             for node in shard[b"nodes"]:
                 node = dict(zip(node[::2], node[1::2]))
-                where = (HOST, int(node[b"port"]))
+                where = (HOST, int(node.get(b"port") or node[b"tls-port"]))  # TLS only: no plain port
                 if where in live and node[b"health"] != b"online":
                     out.append(f"{where[1]}:{_text(node[b'health'])}")
         return out
