@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .cluster import HOST, Address, poll
-from .servers import EmbeddedServer, free_port, terminate, wait_listening
+from .servers import EmbeddedServer, TLSFiles, free_port, terminate, wait_listening
 
 
 @dataclass
@@ -30,12 +30,16 @@ class SentinelNode:
     config: list[str]
     workdir: str
     port: int = 0
+    tls: TLSFiles | None = None  # TLS only: clients, the other sentinels and the servers it watches
     proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> SentinelNode:
         self.port = self.port or free_port()
         conf = Path(self.workdir) / "sentinel.conf"
-        conf.write_text("\n".join([f"port {self.port}", f"bind {HOST}", f"dir {self.workdir}",
+        listen = [f"port {self.port}"] if self.tls is None else [
+            "port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.cert}", f"tls-key-file {self.tls.key}",
+            f"tls-ca-cert-file {self.tls.ca}", "tls-auth-clients no", "tls-replication yes"]
+        conf.write_text("\n".join([*listen, f"bind {HOST}", f"dir {self.workdir}",
                                    f"logfile {self.workdir}/sentinel.log", *self.config]) + "\n")
         os.chmod(conf, 0o600)  # it holds passwords
         self.proc = subprocess.Popen([self.binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
@@ -62,6 +66,7 @@ class SentinelSetup:
     down_after_ms: int = 1000
     failover_timeout_ms: int = 5000
     flavour: str | None = None
+    tls: TLSFiles | None = None  # TLS only, everywhere: master, replica, sentinels
     workdir: str = ""
     servers: list[EmbeddedServer] = field(default_factory=list)
     sentinels: list[SentinelNode] = field(default_factory=list)
@@ -82,7 +87,8 @@ class SentinelSetup:
             for i in range(self.sentinel_count):
                 workdir = os.path.join(self.workdir, f"sentinel{i}")
                 os.makedirs(workdir, exist_ok=True)
-                self.sentinels.append(SentinelNode(master.binary, self._sentinel_config(master.port), workdir).start())
+                self.sentinels.append(SentinelNode(master.binary, self._sentinel_config(master.port), workdir,
+                                                   tls=self.tls).start())
             self.wait_agreed(timeout)
         except BaseException:
             self.stop()
@@ -93,8 +99,10 @@ class SentinelSetup:
     def _server(self, name: str, extra: list[str]) -> EmbeddedServer:
         workdir = os.path.join(self.workdir, name)
         os.makedirs(workdir, exist_ok=True)
+        tls = ["tls-replication yes"] if self.tls else []
         return EmbeddedServer(password=self.password, users=self.users, flavour=self.flavour, workdir=workdir,
-                              extra_config=[f"masterauth {self.password}", "repl-diskless-sync-delay 0", *extra])
+                              tls=self.tls, extra_config=[f"masterauth {self.password}", "repl-diskless-sync-delay 0",
+                                                          *tls, *extra])
 
     def _sentinel_config(self, master_port: int) -> list[str]:
         name = self.master_name
@@ -130,11 +138,13 @@ class SentinelSetup:
         return [(HOST, s.port) for s in self.sentinels]
 
     def url(self, username: str | None = None, password: str | None = None, db: int = 0) -> str:
-        """``redis-sentinel://[user:password@]s1,s2,s3/db#name``; the credentials are the master's."""
+        """``redis-sentinel://[user:password@]s1,s2,s3/db#name`` (``rediss-sentinel://`` with TLS); the credentials
+        are the master's."""
         password = self.password if password is None else password
         cred = f"{quote(username or '', safe='')}:{quote(password, safe='')}@" if username or password else ""
         hosts = ",".join(f"{h}:{p}" for h, p in self.sentinel_addresses)
-        return f"redis-sentinel://{cred}{hosts}/{db}#{self.master_name}"
+        scheme = "rediss-sentinel" if self.tls else "redis-sentinel"
+        return f"{scheme}://{cred}{hosts}/{db}#{self.master_name}"
 
     def server(self, address: Address) -> EmbeddedServer:
         return next(s for s in self.servers if s.port == address[1])
@@ -142,8 +152,9 @@ class SentinelSetup:
     def sentinel_call(self, address: Address, *args: Any) -> Any:
         import redis
 
+        tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": self.tls.ca} if self.tls else {}
         client = redis.Redis(host=address[0], port=address[1], password=self.sentinel_password, socket_timeout=5,
-                             socket_connect_timeout=2)
+                             socket_connect_timeout=2, **tls)
         try:
             return client.execute_command(*args)
         finally:

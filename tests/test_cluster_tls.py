@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 import redis
-
 from conftest import ACL_PASSWORD, ACL_USER, UPSTREAM_PASSWORD, _need
+
 from harness.cluster import RedisCluster
 from proxy.cluster import key_slot
 
@@ -34,7 +34,7 @@ def test_a_tls_only_cluster_serves_a_single_node_app(tls_cluster, tls_files, mak
     assert len(set(owners.values())) == 3
     app = redis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD)  # a plain, single-node, unencrypted client
     assert app.mset({key: b"v-" + key for key in KEYS})
-    assert app.mget(KEYS + [b"tls:missing"]) == [b"v-" + key for key in KEYS] + [None]
+    assert app.mget([*KEYS, b"tls:missing"]) == [*(b"v-" + key for key in KEYS), None]
     for key, owner in owners.items():  # each key on the node serving its slot, as seen over TLS directly
         assert tls_cluster.call(owner, "GET", key) == b"v-" + key
     assert app.sadd("{tls:room}:users", "alice") == 1 and app.smembers("{tls:room}:users") == {b"alice"}
