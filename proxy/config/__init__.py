@@ -12,17 +12,17 @@ from .addresses import listen_address, metrics_address, parse_hostport
 from .coerce import LIST_KEYS, PORT_KEYS
 from .load import ENV_PREFIX, build, load
 from .model import (
-                    ClientAuthConfig,
-                    ClientUser,
-                    CommandsConfig,
-                    Config,
-                    LimitsConfig,
-                    ListenTLSConfig,
-                    LogConfig,
-                    MetricsConfig,
-                    PoolConfig,
-                    TLSConfig,
-                    UpstreamConfig,
+    ClientAuthConfig,
+    ClientUser,
+    CommandsConfig,
+    Config,
+    LimitsConfig,
+    ListenTLSConfig,
+    LogConfig,
+    MetricsConfig,
+    PoolConfig,
+    TLSConfig,
+    UpstreamConfig,
 )
 from .problems import ConfigError
 from .upstream_url import DERIVED_FROM_URL, TOPOLOGY_SCHEMES

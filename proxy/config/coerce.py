@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .model import (
-    ClientAuthConfig,
-    ClientUser,
-    CommandsConfig,
-    LimitsConfig,
-    ListenTLSConfig,
-    LogConfig,
-    MetricsConfig,
-    PoolConfig,
-    TLSConfig,
-    UpstreamConfig,
-)
+from .model import ClientUser, TLSConfig
 from .problems import ConfigError, Problems
 
 if TYPE_CHECKING:
@@ -49,6 +40,7 @@ def section(cls: type[Section], raw: Any, path: str, b: Problems) -> Section | N
         b.add(f"{path or 'config'}: expected a section (a mapping of keys), got {_kind(raw)}")
         return None
     known = {f.name: f for f in fields(cls)}
+    declared = _declared(cls)
     values: dict[str, Any] = {}
     for name, value in raw.items():
         where = f"{path}.{name}" if path else str(name)
@@ -57,7 +49,7 @@ def section(cls: type[Section], raw: Any, path: str, b: Problems) -> Section | N
             b.add(f"{where}: unknown key ({f'did you mean {close[0]}?' if close else 'known: ' + ', '.join(known)})")
             continue
         with b.collect():
-            values[name] = _coerce(known[name], value, where, b)
+            values[name] = _coerce(known[name], declared[name], value, where, b)
     for f in known.values():
         if f.default is MISSING and f.default_factory is MISSING and f.name not in raw:
             b.add(f"{path}.{f.name}: required")
@@ -67,26 +59,24 @@ def section(cls: type[Section], raw: Any, path: str, b: Problems) -> Section | N
         return None
 
 
-_NESTED: dict[str, type[Any]] = {
-    "upstream": UpstreamConfig, "pool": PoolConfig, "client_auth": ClientAuthConfig, "limits": LimitsConfig,
-    "commands": CommandsConfig, "log": LogConfig, "tls": TLSConfig, "metrics": MetricsConfig,
-}
+@functools.cache
+def _declared(cls: type[Any]) -> dict[str, Any]:
+    """Each field's declared type, resolved: a field whose type is a dataclass is a nested section."""
+    return typing.get_type_hints(cls)
 
 
 def _type_name(f: dataclasses.Field[Any]) -> str:
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
 
 
-def _coerce(f: dataclasses.Field[Any], value: Any, path: str, b: Problems) -> Any:
+def _coerce(f: dataclasses.Field[Any], declared: Any, value: Any, path: str, b: Problems) -> Any:
     """One key's value as its field declares it; ``ConfigError`` when it is not one (never converted silently)."""
     if isinstance(value, EnvText):
         value = _from_env(f, str(value), path)
-    if path == "tls":  # the listeners' TLS (upstream.tls is the upstream's)
-        return section(ListenTLSConfig, value, path, b) or ListenTLSConfig()
-    if f.name == "tls" and isinstance(value, bool):
+    if declared is TLSConfig and isinstance(value, bool):  # upstream.tls: true
         return TLSConfig(enabled=value)
-    if f.name in _NESTED:
-        return section(_NESTED[f.name], value, path, b) or _NESTED[f.name]()
+    if isinstance(declared, type) and dataclasses.is_dataclass(declared):
+        return section(declared, value, path, b) or declared()
     if f.name == "users":
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list of users")
