@@ -96,3 +96,23 @@ def test_select_mid_pipeline_with_many_writes_keeps_order(upstream, sidecar_ord)
     d, p = run_both(upstream, sidecar_ord, commands)
     assert d[-4:] == [b"$-1\r\n", OK, b"$3\r\n200\r\n", b":1\r\n"]
     assert p == d, f"proxied tail: {p[-5:]}"
+
+
+def test_replies_held_for_switched_off_ones_still_leave_and_quit_closes(upstream, sidecar_ord):
+    """A local +OK held back for a shared command in flight, whose own reply is switched off (CLIENT REPLY OFF),
+    still leaves when that reply comes, and QUIT then closes: the client never waits forever. A wrong AUTH answered
+    from the sidecar's memory (the second and later runs) made the turn in which this used to hang."""
+    import socket
+
+    from proxy.wire import resp
+
+    payload = b"".join(resp.encode_command(c) for c in (
+        [b"AUTH", UPSTREAM_PASSWORD.encode()], [b"CLIENT", b"REPLY", b"OFF"], [b"PING"],
+        [b"AUTH", b"app", b"wrong"], [b"QUIT"]))
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", sidecar_ord.port), timeout=5) as sock:
+            sock.sendall(payload)
+            out = b""
+            while chunk := sock.recv(65536):  # a hang fails here with TimeoutError
+                out += chunk
+        assert out == b"+OK\r\n"

@@ -73,6 +73,8 @@ class ReplyQueue(SessionBase):
                     out.append(data)
             if out:
                 self.write(out[0] if len(out) == 1 else b"".join(out))
+            elif self.out:  # replies _flush held back for these (all switched off): they leave now
+                self._schedule_flush()
         if not self.inflight:
             self.idle_upstream()
         if self.closing and not slots and not self.out and self.transport is not None:
@@ -84,14 +86,17 @@ class ReplyQueue(SessionBase):
         """Queue bytes for the client; everything ready in one event-loop turn leaves in one write."""
         if self.closed:
             return
-        if not self.flush_pending:
-            self.flush_pending = True
-            self.handle.end_of_turn.add(self._flush)
+        self._schedule_flush()
         self.out.append(data)
         self.out_size += len(data)
         self.net_out += len(data)
         if self.out_size > 65536:  # a large turn (a reply burst for a client that may not read): check now
             self.check_output_limit()
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.handle.end_of_turn.add(self._flush)
 
     def push(self, frame: bytes) -> None:
         """A pub/sub message or another out-of-band frame, kept behind pending replies; CLIENT REPLY OFF never
