@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.evidence import SAMPLE_EVERY
 from benchmarks.machine import summary
 
 
@@ -555,9 +556,11 @@ def markdown(records: list[dict], meta: dict, plots: list[str], baseline: list[d
         f"(at most {cfg['max_requests']} requests), redis-benchmark cells for a fixed number of requests.",
         "- The connection-rate, persistent-client, big-reply and --workers rows share one block at RTT 0 in which "
         "the sidecar, twemproxy and the multi-worker sidecar all stand; only the mode being measured has traffic.",
-        "- Upstream evidence comes from the upstream's own INFO (stats, commandstats, clients). A proxy's pool is "
-        "counted in its peak; connections it opened outside the measured stretches (at start, while warming up) "
-        "are counted in the upstream-work plot.",
+        "- Upstream evidence comes from the upstream's own INFO (stats, commandstats, clients). Connections and "
+        "calls are counted exactly; the peak of connected clients is sampled every "
+        f"{SAMPLE_EVERY * 1000:g} ms, so a connection that opens and closes between two samples is not in it. "
+        "A proxy's pool is counted in its peak; connections it opened outside the measured stretches (at start, "
+        "while warming up) are counted in the upstream-work plot.",
         f"- The Python load generator runs in {cfg.get('generator_processes', 1)} processes beside the benchmark, "
         f"on the same {meta['machine']['cores']} cores as the upstream and the proxies.",
         "",

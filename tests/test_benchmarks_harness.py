@@ -154,7 +154,7 @@ def test_upstream_evidence_tells_direct_from_proxied(tiny_run):
         if r["mode"] == "direct":
             assert up["connections_received"] >= r["requests"]
             assert up["hello_calls"] >= r["requests"]  # redis-py 8's default handshake is HELLO 3 AUTH
-            assert up["peak_clients"] >= 1
+            # no claim on the peak: it is sampled, and a tiny run's millisecond connections can all fall between
         elif r["mode"] == "proxied":  # at most the pool growing to its size (a pool per RESP version)
             bound = 2 * BenchConfig().pool_size
             assert up["connections_received"] <= bound and up["auth_calls"] + up["hello_calls"] <= bound
