@@ -202,6 +202,17 @@ def test_classic_and_sharded_pubsub(sidecar):
     client.close()
 
 
+def test_a_shard_message_published_before_sunsubscribe_comes_before_its_confirmation(sidecar):
+    """SPUBLISH news <1 MB> and SUNSUBSCRIBE news in one write: the message (on the shard hub's connection to the
+    channel's node) reaches the client before the confirmation, as on a direct connection to that node."""
+    big = b"s" * (1 << 20)
+    with session(sidecar.port, 3) as raw:
+        assert raw.call([b"SSUBSCRIBE", b"news"]) == [b">3\r\n$10\r\nssubscribe\r\n$4\r\nnews\r\n:1\r\n"]
+        frames = raw.call([b"SPUBLISH", b"news", big], [b"SUNSUBSCRIBE", b"news"]) + [raw.read_reply()]
+    assert frames == [b":1\r\n", b">3\r\n$8\r\nsmessage\r\n$4\r\nnews\r\n$%d\r\n%s\r\n" % (len(big), big),
+                      b">3\r\n$12\r\nsunsubscribe\r\n$4\r\nnews\r\n:0\r\n"], [f[:40] for f in frames]
+
+
 def test_redirections_are_followed_and_never_reach_the_client(sidecar, redis_cluster):
     """ASK during a migration, MOVED after it: the app sees only its values; the sidecar counts what it followed."""
     client = redis.Redis(port=sidecar.port, password=UPSTREAM_PASSWORD)

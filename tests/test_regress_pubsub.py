@@ -195,3 +195,64 @@ def test_resp3_subscriber_with_client_reply_off_still_gets_its_pushes(upstream, 
             seen[where] = confirmation + read(conn, f"{where}: message with CLIENT REPLY OFF")
     assert seen["direct"][0].startswith(b">3\r\n$9\r\nsubscribe")
     assert seen["proxied"] == seen["direct"]
+
+
+# -- a message published before the subscriber leaves ---------------------------------------------------------------
+
+BIG_MESSAGE = b"m" * (4 << 20)  # the hub connection is still reading it when the UNSUBSCRIBE arrives
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_message_published_before_unsubscribe_arrives_before_its_confirmation(any_upstream, sidecar_ps, proto):
+    """Another client's PUBLISH is answered, then the subscriber sends UNSUBSCRIBE: a direct connection gets the
+    message, then the confirmation. Through the sidecar the UNSUBSCRIBE used to be answered at once, while the hub
+    connection was still reading the message, which was then dropped."""
+    channel = unique("ps:before").encode()
+    seen = {}
+    for where, conn in (("direct", direct(any_upstream, timeout=10, auth=False)),
+                        ("proxied", proxied(sidecar_ps, timeout=10, auth=None))):
+        with conn:
+            call(conn, [b"HELLO", str(proto).encode(), b"AUTH", b"default", UPSTREAM_PASSWORD.encode()])
+            call(conn, [b"SUBSCRIBE", channel])
+            with direct(any_upstream) as publisher:
+                assert call(publisher, [b"PUBLISH", channel, BIG_MESSAGE]) == [b":1\r\n"]
+                conn.send(encode_command([b"UNSUBSCRIBE", channel]))
+            seen[where] = read(conn, f"{where}: the message and the unsubscribe confirmation", 2)
+    assert BIG_MESSAGE in seen["direct"][0]
+    assert seen["proxied"] == seen["direct"], f"proxied: {[f[:40] for f in seen['proxied']]}"
+
+
+def test_own_message_published_in_the_unsubscribing_pipeline_reaches_the_client(any_upstream, sidecar_ps):
+    """RESP3 SUBSCRIBE ch, then PUBLISH ch <4 MB> and UNSUBSCRIBE ch in one write: the message comes before the
+    confirmation, as direct (whether it comes before PUBLISH's own reply is the README's PUBLISH row)."""
+    channel = unique("ps:own").encode()
+    seen = {}
+    for where, conn in (("direct", direct(any_upstream, timeout=10, auth=False)),
+                        ("proxied", proxied(sidecar_ps, timeout=10, auth=None))):
+        with conn:
+            call(conn, HELLO3)
+            call(conn, [b"SUBSCRIBE", channel])
+            seen[where] = call(conn, [b"PUBLISH", channel, BIG_MESSAGE], [b"UNSUBSCRIBE", channel],
+                               what=f"{where}: the pipeline")
+            seen[where] += read(conn, f"{where}: the third frame (the message is one of the three)")
+    for where, frames in seen.items():
+        assert frames[2].startswith(b">3\r\n$11\r\nunsubscribe"), f"{where}: {[f[:40] for f in frames]}"
+    assert sorted(seen["proxied"]) == sorted(seen["direct"])
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_unsubscribe_of_a_user_who_may_not_ping_is_answered_as_direct(any_upstream, sidecar_ps, proto):
+    """The hub's PING behind which an UNSUBSCRIBE waits is refused for a user without +ping: the refusal marks the
+    same point in the stream, so the client is answered at once, as direct, and its later commands run."""
+    channel = unique("ps:noping").encode()
+    with acl_user(any_upstream, "~*", "&*", "+@all", "-ping") as (user, pw):
+        hello = [b"HELLO", str(proto).encode(), b"AUTH", user.encode(), pw.encode()]
+        seen = {}
+        for where, conn in (("direct", direct(any_upstream, timeout=5, auth=False)),
+                            ("proxied", proxied(sidecar_ps, timeout=5, auth=None))):
+            with conn:
+                call(conn, hello)
+                seen[where] = call(conn, [b"SUBSCRIBE", channel], [b"UNSUBSCRIBE", channel], [b"ECHO", b"after"],
+                                   what=f"{where}: subscribe, unsubscribe, echo")
+    assert seen["proxied"] == seen["direct"]
+    assert seen["direct"][2] == b"$5\r\nafter\r\n"

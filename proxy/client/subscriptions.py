@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..services.pubsub import COMMANDS, Kind, Membership
+from ..services.pubsub import COMMANDS, Gate, Kind, Membership
 from ..upstream.connection import UpstreamError
 from ..wire import resp
 from .state import LeaseKind, Wait
@@ -99,6 +99,29 @@ def _ignore(_: object) -> None:
 
 
 def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
+    """The client leaves once the hub connections its names live on have delivered what the upstream sent them
+    before now (a direct connection gets every message published before its UNSUBSCRIBE); at most
+    ``upstream.reply_timeout`` is spent waiting, as for any reply."""
+    mine = s.subs.names[kind] if s.subs is not None else {}
+    places = {id(p): p for p in (mine.get(c) for c in channels or list(mine)) if p is not None}
+    if not places:
+        _leave(s, name, kind, channels)
+        return
+    rt = s.handle.current
+    caught: asyncio.Future[None] = rt.loop.create_future()
+
+    def done(_: bytes | None) -> None:  # (an error answer, or a lost connection, also marks the point)
+        if not caught.done():
+            caught.set_result(None)
+
+    gate = Gate(len(places), done)
+    for place in places.values():
+        place.caught_up(channels or list(mine), gate.one)
+    s.suspend(Wait.CATCH_UP, asyncio.wait_for(caught, rt.cfg.upstream.reply_timeout),
+              lambda _: _leave(s, name, kind, channels))
+
+
+def _leave(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
     subs = s.subs
     mine = subs.names[kind] if subs is not None else {}
     targets = channels or list(mine)

@@ -10,6 +10,9 @@ Every command the hub sends upstream is an ``Outstanding`` entry in a FIFO, answ
 by one error for the whole command (an ACL refusal), exactly as Redis answers it. A client's confirmation waits for
 the entries that cover its names, so a message published after the client saw its confirmation is never missed, and
 a refusal reaches exactly the clients that asked, with the upstream's own error; nothing is recorded for them.
+A client's UNSUBSCRIBE waits for a PING's answer on the hub connection (``caught_up``): every message the upstream
+sent before it is delivered first, so a message published before the client left (its own PUBLISH, answered on
+another connection a moment earlier) still reaches it, as on a direct connection.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ COMMANDS: dict[bytes, tuple[Kind, bool]] = {
 _MESSAGE_KIND = {b"message": Kind.CHANNEL, b"pmessage": Kind.PATTERN, b"smessage": Kind.SHARD}
 _CONFIRMATIONS = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
                             b"sunsubscribe"})
+_PING = resp.encode_command([b"PING"])
+_PONGS = (b"+PONG\r\n", b"*2\r\n$4\r\npong\r\n")  # a subscribed connection's answer in RESP3, in RESP2
 
 Done = Callable[[bytes | None], None]  # called with None once confirmed, or with the error frame
 
@@ -73,11 +78,13 @@ def words(frame: bytes) -> tuple[bytes, bytes]:
 
 
 class Outstanding:
-    """One (un)subscribe command on the hub connection, waiting for a confirmation per name, or one error."""
+    """One (un)subscribe command on the hub connection, waiting for a confirmation per name, or one error; or a PING
+    (``marker``, with no names) that marks a point in the connection's stream."""
 
-    __slots__ = ("kind", "names", "subscribing", "remaining", "waiters")
+    __slots__ = ("kind", "names", "subscribing", "remaining", "waiters", "marker")
 
-    def __init__(self, kind: Kind, names: list[bytes], subscribing: bool) -> None:
+    def __init__(self, kind: Kind, names: list[bytes], subscribing: bool, marker: bool = False) -> None:
+        self.marker = marker
         self.kind = kind
         self.names = names
         self.subscribing = subscribing
@@ -123,6 +130,18 @@ class HubConnection:
         self.conn.send(resp.encode_command([(SUBSCRIBE_CMD if subscribing else UNSUBSCRIBE_CMD)[kind], *names]),
                        None)
         return entry
+
+    def caught_up(self, names: list[bytes], done: Done) -> None:
+        """``done`` once every frame the upstream sent this connection so far has been delivered (or it is gone)."""
+        del names  # (one connection carries all of them)
+        conn = self.conn
+        if conn is None or not conn.alive:
+            done(None)
+            return
+        entry = Outstanding(Kind.CHANNEL, [], False, marker=True)
+        entry.waiters.append(done)
+        self.fifo.append(entry)
+        conn.send(_PING, None)
 
     def _closed(self, conn: UpstreamConnection) -> None:
         if conn is not self.conn:
@@ -181,6 +200,10 @@ class HubConnection:
             if self.fifo:
                 self._fail(self.fifo.popleft(), frame)
             return
+        marker = bool(self.fifo) and self.fifo[0].marker
+        if marker and frame.startswith(_PONGS):
+            self._succeed(self.fifo.popleft())
+            return
         try:
             word, name = words(frame)
         except ValueError:
@@ -198,7 +221,7 @@ class HubConnection:
         if word == b"sunsubscribe" and self.hub.rehome is not None and not self._asked(Kind.SHARD, name):
             self._give_up([name])  # the server dropped it: its slot moved to another node
             return
-        if word in _CONFIRMATIONS and self.fifo:
+        if word in _CONFIRMATIONS and self.fifo and not marker:
             entry = self.fifo[0]
             entry.remaining -= 1
             if entry.remaining <= 0:
@@ -241,7 +264,7 @@ class HubConnection:
         if not waits:
             done(None)
             return
-        gate = _Gate(len(waits), done)
+        gate = Gate(len(waits), done)
         for entry in waits.values():
             entry.waiters.append(gate.one)
 
@@ -263,7 +286,7 @@ class HubConnection:
         return bool(self.members[kind].get(name)) and (kind, name) not in self.latest
 
 
-class _Gate:
+class Gate:
     """Calls ``done`` once every entry a client waits on is confirmed, or with the first error."""
 
     __slots__ = ("left", "done")
@@ -288,6 +311,7 @@ class Placement(Protocol):
 
     def add(self, sub: Subscriber, kind: Kind, names: list[bytes], done: Done) -> None: ...
     def remove(self, sub: Subscriber, kind: Kind, names: list[bytes]) -> None: ...
+    def caught_up(self, names: list[bytes], done: Done) -> None: ...
 
 
 class Membership:

@@ -20,7 +20,7 @@ from ..cluster.slots import key_slot
 from ..upstream.connection import UpstreamError
 from ..upstream.credentials import Credential
 from ..upstream.manager import UpstreamManager
-from .pubsub import Done, Hub, HubConnection, Kind, Subscriber
+from .pubsub import Done, Gate, Hub, HubConnection, Kind, Subscriber
 
 RETRY_DELAY = 0.5
 
@@ -99,6 +99,16 @@ class ShardRouter:
                 conn.remove(sub, kind, [name])
                 if not conn.members[kind].get(name):
                     del self.where[name]
+
+    def caught_up(self, names: list[bytes], done: Done) -> None:
+        """As ``HubConnection.caught_up``, on each node these channels live on (one between nodes has none)."""
+        conns = {id(c): c for c in (self.where.get(n) for n in names) if c is not None}
+        if not conns:
+            done(None)
+            return
+        gate = Gate(len(conns), done)
+        for conn in conns.values():
+            conn.caught_up(names, gate.one)
 
     def moving(self, conn: HubConnection, moving: dict[bytes, set[Subscriber]]) -> None:
         """``conn``'s node no longer serves these channels: place them again after the layout is read again."""
