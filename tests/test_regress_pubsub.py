@@ -222,21 +222,25 @@ def test_message_published_before_unsubscribe_arrives_before_its_confirmation(an
     assert seen["proxied"] == seen["direct"], f"proxied: {[f[:40] for f in seen['proxied']]}"
 
 
-def test_own_message_published_in_the_unsubscribing_pipeline_reaches_the_client(any_upstream, sidecar_ps):
-    """RESP3 SUBSCRIBE ch, then PUBLISH ch <4 MB> and UNSUBSCRIBE ch in one write: the message comes before the
-    confirmation, as direct (whether it comes before PUBLISH's own reply is the README's PUBLISH row)."""
+@pytest.mark.parametrize("leaving,last", [
+    ([b"UNSUBSCRIBE"], b">3\r\n$11\r\nunsubscribe\r\n"), ([b"RESET"], b"+RESET\r\n"), ([b"QUIT"], b"+OK\r\n")],
+    ids=["unsubscribe", "reset", "quit"])
+def test_own_message_published_in_the_leaving_pipeline_reaches_the_client(any_upstream, sidecar_ps, leaving, last):
+    """RESP3 SUBSCRIBE ch, then PUBLISH ch <4 MB> and UNSUBSCRIBE ch (or RESET, or QUIT) in one write: the message
+    comes before the last reply, as direct (whether it comes before PUBLISH's own reply is the README's PUBLISH
+    row)."""
     channel = unique("ps:own").encode()
+    leave = leaving + [channel] if leaving == [b"UNSUBSCRIBE"] else leaving
     seen = {}
     for where, conn in (("direct", direct(any_upstream, timeout=10, auth=False)),
                         ("proxied", proxied(sidecar_ps, timeout=10, auth=None))):
         with conn:
             call(conn, HELLO3)
             call(conn, [b"SUBSCRIBE", channel])
-            seen[where] = call(conn, [b"PUBLISH", channel, BIG_MESSAGE], [b"UNSUBSCRIBE", channel],
-                               what=f"{where}: the pipeline")
+            seen[where] = call(conn, [b"PUBLISH", channel, BIG_MESSAGE], leave, what=f"{where}: the pipeline")
             seen[where] += read(conn, f"{where}: the third frame (the message is one of the three)")
     for where, frames in seen.items():
-        assert frames[2].startswith(b">3\r\n$11\r\nunsubscribe"), f"{where}: {[f[:40] for f in frames]}"
+        assert frames[2].startswith(last), f"{where}: {[f[:40] for f in frames]}"
     assert sorted(seen["proxied"]) == sorted(seen["direct"])
 
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from ..access.auth import Identity
 from ..access.permissions import PROBES
+from ..services.pubsub import Kind
 from ..wire import resp
-from . import client_command
+from . import client_command, subscriptions
 from .state import Wait
 
 if TYPE_CHECKING:
@@ -213,8 +214,15 @@ def cmd_ping(s: Session, args: list[bytes], raw: bytes) -> None:
 
 
 def cmd_quit(s: Session, args: list[bytes], raw: bytes) -> None:
-    s.reply(resp.OK)
-    s.close_after_replies()
+    if s.subs is not None and s.inflight:
+        s.hold(Wait.DRAIN, args, raw)  # a message its PUBLISH just sent is delivered before it leaves
+        return
+
+    def bye() -> None:
+        s.reply(resp.OK)
+        s.close_after_replies()
+
+    subscriptions.catch_up(s, Kind, [], bye)
 
 
 def cmd_reset(s: Session, args: list[bytes], raw: bytes) -> None:
@@ -223,8 +231,12 @@ def cmd_reset(s: Session, args: list[bytes], raw: bytes) -> None:
     elif s.inflight:
         s.hold(Wait.DRAIN, args, raw)  # RESET takes effect after everything sent before it
     else:
-        s.reset()
-        s.reply(resp.simple("RESET"))
+        subscriptions.catch_up(s, Kind, [], lambda: _reset(s))
+
+
+def _reset(s: Session) -> None:
+    s.reset()
+    s.reply(resp.simple("RESET"))
 
 
 # -- INFO and SIDECAR -----------------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ the upstream sends for it reaches the client as it is.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..services.pubsub import COMMANDS, Gate, Kind, Membership
+from ..services.pubsub import COMMANDS, Gate, Kind, Membership, Placement
 from ..upstream.connection import UpstreamError
 from ..wire import resp
 from .state import LeaseKind, Wait
@@ -99,13 +100,25 @@ def _ignore(_: object) -> None:
 
 
 def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
-    """The client leaves once the hub connections its names live on have delivered what the upstream sent them
-    before now (a direct connection gets every message published before its UNSUBSCRIBE); at most
-    ``upstream.reply_timeout`` is spent waiting, as for any reply."""
-    mine = s.subs.names[kind] if s.subs is not None else {}
-    places = {id(p): p for p in (mine.get(c) for c in channels or list(mine)) if p is not None}
+    catch_up(s, (kind,), channels, lambda: _leave(s, name, kind, channels))
+
+
+def catch_up(s: Session, kinds: Iterable[Kind], channels: list[bytes], then: Callable[[], None]) -> None:
+    """``then``, once the hub connections the client's ``channels`` (all, when empty) live on have delivered what the
+    upstream sent them before now: a direct connection gets every message published before its UNSUBSCRIBE (RESET,
+    QUIT) first. At most ``upstream.reply_timeout`` is spent waiting, as for any reply."""
+    places: dict[int, Placement] = {}
+    names: list[bytes] = []
+    held = s.subs.names if s.subs is not None else {}
+    for kind in kinds if held else ():
+        mine = held[kind]
+        for channel in channels or list(mine):
+            place = mine.get(channel)
+            if place is not None:
+                places[id(place)] = place
+                names.append(channel)
     if not places:
-        _leave(s, name, kind, channels)
+        then()
         return
     rt = s.handle.current
     caught: asyncio.Future[None] = rt.loop.create_future()
@@ -116,9 +129,8 @@ def _unsubscribe(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> 
 
     gate = Gate(len(places), done)
     for place in places.values():
-        place.caught_up(channels or list(mine), gate.one)
-    s.suspend(Wait.CATCH_UP, asyncio.wait_for(caught, rt.cfg.upstream.reply_timeout),
-              lambda _: _leave(s, name, kind, channels))
+        place.caught_up(names, gate.one)
+    s.suspend(Wait.CATCH_UP, asyncio.wait_for(caught, rt.cfg.upstream.reply_timeout), lambda _: then())
 
 
 def _leave(s: Session, name: bytes, kind: Kind, channels: list[bytes]) -> None:
