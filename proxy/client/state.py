@@ -79,6 +79,6 @@ class Wait(enum.Enum):
     PERMISSION = "permission"  # the upstream is asked whether its login may run a locally answered command
     CONTROL = "control"        # an out-of-band command is running
     SUBSCRIBE = "subscribe"    # the upstream has not yet confirmed (or refused) its subscription
-    CATCH_UP = "catch up"      # messages sent before its UNSUBSCRIBE are still on their way from the upstream
+    CATCH_UP = "catch up"      # messages sent before its UNSUBSCRIBE, RESET or QUIT are still on their way
     SERVER = "server"          # the upstream has not yet said what it is (HELLO answers with its name and version)
     TOPOLOGY = "topology"      # a cluster's layout (or the server's key specs) is being learned

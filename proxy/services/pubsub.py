@@ -10,9 +10,9 @@ Every command the hub sends upstream is an ``Outstanding`` entry in a FIFO, answ
 by one error for the whole command (an ACL refusal), exactly as Redis answers it. A client's confirmation waits for
 the entries that cover its names, so a message published after the client saw its confirmation is never missed, and
 a refusal reaches exactly the clients that asked, with the upstream's own error; nothing is recorded for them.
-A client's UNSUBSCRIBE waits for a PING's answer on the hub connection (``caught_up``): every message the upstream
-sent before it is delivered first, so a message published before the client left (its own PUBLISH, answered on
-another connection a moment earlier) still reaches it, as on a direct connection.
+A client's UNSUBSCRIBE (RESET, QUIT) waits for a PING's answer on the hub connection (``caught_up``): every message
+the upstream sent before it is delivered first, so a message published before the client left (its own PUBLISH,
+answered on another connection a moment earlier) still reaches it, as on a direct connection.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ class HubConnection:
 
 
 class Gate:
-    """Calls ``done`` once every entry a client waits on is confirmed, or with the first error."""
+    """Calls ``done`` once ``left`` answers have come, or at once with the first error."""
 
     __slots__ = ("left", "done")
 
