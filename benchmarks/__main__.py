@@ -28,7 +28,7 @@ def run_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Direct versus through the sidecar, side by side, over a simulated WAN. "
                     "Other commands: 'demo' (the chatroom demo) and 'micro' (hot-path micro-benchmarks).")
-    p.add_argument("--quick", action="store_true", help="a small configuration (about a minute)")
+    p.add_argument("--quick", action="store_true", help="a small configuration (1 to 2 minutes on 2 cores)")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for results.json, report.md, PNGs")
     p.add_argument("--scenarios", type=_names, help=f"comma-separated subset of {','.join(SCENARIOS)}")
     p.add_argument("--rtts", type=_floats, dest="rtts_ms", help="round-trip times in ms, e.g. 0,1,2,5,20")

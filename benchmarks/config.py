@@ -1,6 +1,6 @@
 """What one benchmark run measures: a single validated, immutable object built from the command line.
 
-Two presets: the default full run (see the README for its duration on two cores) and ``--quick`` (about a minute); any
+Two presets: the default full run (see the README for its duration on two cores) and ``--quick`` (1 to 2 minutes); any
 field can be overridden from the command line, which is how the test suite runs a tiny configuration.
 """
 
