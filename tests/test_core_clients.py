@@ -84,7 +84,7 @@ def test_acl_user_commands_run_with_that_users_permissions(upstream):
         app = redis.Redis(port=sidecar.port, username=ACL_USER, password=ACL_PASSWORD, protocol=3)
         assert app.set("acl:key", "v") and app.acl_whoami() == ACL_USER.encode()
         with pytest.raises(redis.exceptions.AuthenticationError):
-            redis.Redis(port=sidecar.port, username=ACL_USER, password="wrong").ping()
+            redis.Redis(port=sidecar.port, username=ACL_USER, password="wrong", retry=None).ping()
 
 
 def test_passthrough_checks_a_new_credential_upstream_once_then_answers_locally(upstream):
@@ -119,7 +119,7 @@ def test_password_mode_uses_sidecar_users_and_its_own_upstream_login(upstream):
         assert redis.Redis(port=sidecar.port, username="svc", password="svc-pw", protocol=3).get("pm") == b"1"
         for user, pw in ((None, UPSTREAM_PASSWORD), ("svc", "local-pw"), ("nobody", "x")):
             with pytest.raises(redis.exceptions.AuthenticationError):
-                redis.Redis(port=sidecar.port, username=user, password=pw).ping()
+                redis.Redis(port=sidecar.port, username=user, password=pw, retry=None).ping()
         with RawClient(sidecar.port) as raw:
             assert raw.call([b"GET", b"pm"]) == [b"-NOAUTH Authentication required.\r\n"]
         assert "local-pw" not in sidecar.log_text() and "svc-pw" not in sidecar.log_text()

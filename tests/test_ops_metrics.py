@@ -69,7 +69,7 @@ def test_counters_move_as_the_load_implies(upstream, make_sidecar):
             p.incr("m:tx").incr("m:tx").execute()
     c.blpop(["m:nothing"], timeout=0.1)
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=sidecar.port, password="wrong").ping()
+        redis.Redis(port=sidecar.port, password="wrong", retry=None).ping()
 
     # subscribers and a busy client while we scrape
     subs = []
@@ -157,7 +157,7 @@ def test_logs_are_structured_one_debug_line_per_connection_event_and_never_hold_
         c.client_setname("billing")
         client_id = c.client_id()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=sidecar.port, username="app", password="client-secret-x").ping()
+        redis.Redis(port=sidecar.port, username="app", password="client-secret-x", retry=None).ping()
     with redis.Redis(port=sidecar.port, username="ops", password="ops-secret-2") as admin:
         admin.execute_command("SIDECAR", "CONFIG")
         admin.execute_command("SIDECAR", "RELOAD")

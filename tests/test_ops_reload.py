@@ -91,7 +91,7 @@ def test_reload_under_load_changes_limits_users_and_pools_with_zero_client_error
 
     # the new users and passwords: the old password is refused, the new ones work
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=sidecar.port, username="app", password="app-pw").ping()
+        redis.Redis(port=sidecar.port, username="app", password="app-pw", retry=None).ping()
     assert redis.Redis(port=sidecar.port, username="app", password="app-pw-2").ping()
     with redis.Redis(port=sidecar.port, username="newbie", password="newbie-pw") as c:
         assert c.ping()
