@@ -26,6 +26,7 @@ from proxy import config
 from harness.servers import free_port
 from proxy.server import Server, new_event_loop
 from proxy.client.session import Session
+from proxy.upstream.connection import UpstreamConnection
 from wire import RawClient
 
 AUTH = [b"AUTH", UPSTREAM_PASSWORD.encode()]
@@ -84,11 +85,16 @@ class InProcessSidecar:
             gc.collect()
             rt = server.handle.current
             manager, hub = rt.manager, rt.hub
-            live = [o for o in gc.get_objects() if isinstance(o, Session)]
+            objects = gc.get_objects()
+            live = [o for o in objects if isinstance(o, Session) and o.handle is server.handle]
             conns = [c for state in manager.states.values() for c in state]
             return {
                 "sessions": len(rt.registry),
                 "session_objects": len(live),
+                # a connection the sidecar counts as closed whose socket is still open
+                "closed_but_open": Counter(c.role.value for c in objects if isinstance(c, UpstreamConnection)
+                                           and not c.alive and c.transport is not None
+                                           and not c.transport.is_closing()),
                 "leased": len(manager.leases.lent),
                 "lease_waiters": sum(len(w) for w in manager.leases.waiters.values()),
                 "hub_members": sum(len(m) for h in hub.hubs.values() for m in h.members.values()),
@@ -105,8 +111,8 @@ class InProcessSidecar:
         deadline = time.monotonic() + timeout
         while True:
             now = self.state()
-            clean = all(now[k] == 0 for k in ("sessions", "session_objects", "leased", "lease_waiters",
-                                               "hub_members", "hub_waiting", "pending_replies")) \
+            clean = all(not now[k] for k in ("sessions", "session_objects", "leased", "lease_waiters",
+                                              "hub_members", "hub_waiting", "pending_replies", "closed_but_open")) \
                 and now["tasks"] == baseline["tasks"]
             if clean or time.monotonic() > deadline:
                 return now
@@ -189,6 +195,7 @@ def test_clients_vanishing_at_every_stage_leave_nothing_behind(own_upstream):
         for key in ("sessions", "session_objects", "leased", "lease_waiters", "hub_members", "hub_waiting",
                     "pending_replies"):
             assert after[key] == 0, (key, after)
+        assert not after["closed_but_open"], after["closed_but_open"]
         assert after["tasks"] == baseline["tasks"], (baseline["tasks"], after["tasks"])
         # upstream: only pool connections, none in MULTI, blocked, subscribed to anything or in MONITOR
         # (the upstream learns of closes and UNSUBSCRIBEs a moment after the sidecar sends them)

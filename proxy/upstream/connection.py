@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..wire import resp
 from .credentials import PoolKey, ServerInfo, parse_hello
@@ -352,7 +352,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        stream = self.transport = cast(asyncio.Transport, transport)
+        if self.state is ConnState.CLOSED:  # failed or given back while the TCP connect was under way
+            stream.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -406,8 +409,9 @@ class UpstreamConnection(asyncio.Protocol):
                     sink.future.set_exception(UpstreamError(reason))
             else:
                 sink.deliver(error)
-        if self.on_close is not None:
-            self.on_close(self)
+        on_close, self.on_close, self.push_handler = self.on_close, None, None  # a closed connection keeps no client
+        if on_close is not None:
+            on_close(self)
 
     def close(self, reason: str = "closed by the sidecar") -> None:
         self.fail(reason)
