@@ -109,22 +109,23 @@ def catch_up(s: Session, kinds: Iterable[Kind], channels: list[bytes], then: Cal
     QUIT) first. At most ``upstream.reply_timeout`` is spent waiting, as for any reply."""
     places: dict[int, Placement] = {}
     names: list[bytes] = []
-    held = s.subs.names if s.subs is not None else {}
-    for kind in kinds if held else ():
-        mine = held[kind]
-        for channel in channels or list(mine):
-            place = mine.get(channel)
-            if place is not None:
-                places[id(place)] = place
-                names.append(channel)
+    subs = s.subs
+    if subs is not None:
+        for kind in kinds:
+            mine = subs.names[kind]
+            for channel in channels or list(mine):
+                place = mine.get(channel)
+                if place is not None:
+                    places[id(place)] = place
+                    names.append(channel)
     if not places:
         then()
         return
     rt = s.handle.current
     caught: asyncio.Future[None] = rt.loop.create_future()
 
-    def done(_: bytes | None) -> None:  # (an error answer, or a lost connection, also marks the point)
-        if not caught.done():
+    def done(_: bytes | None) -> None:
+        if not caught.done():  # (wait_for may have given up on it)
             caught.set_result(None)
 
     gate = Gate(len(places), done)

@@ -132,14 +132,15 @@ class HubConnection:
         return entry
 
     def caught_up(self, names: list[bytes], done: Done) -> None:
-        """``done`` once every frame the upstream sent this connection so far has been delivered (or it is gone)."""
+        """``done(None)`` once every frame the upstream sent this connection so far has been delivered (or it is
+        gone): a refused PING (a user without +ping) marks the same point as its answer."""
         del names  # (one connection carries all of them)
         conn = self.conn
         if conn is None or not conn.alive:
             done(None)
             return
         entry = Outstanding(Kind.CHANNEL, [], False, marker=True)
-        entry.waiters.append(done)
+        entry.waiters.append(lambda _answer: done(None))
         self.fifo.append(entry)
         conn.send(_PING, None)
 
